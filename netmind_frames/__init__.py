@@ -1,7 +1,58 @@
-"""netmind_frames: run an LLM over every row of a pandas DataFrame through a Batch API."""
+"""netmind_frames: run an LLM over every row of a pandas DataFrame through a Batch API.
+
+Importing the package registers the ``df.netmind`` accessor::
+
+    import netmind_frames
+
+    out = df.netmind.batch_complete("Summarise: {text}", model="...", local=True)
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from . import _accessor  # noqa: F401  (registers df.netmind)
+from ._api import attach, batch_complete, submit, to_jsonl
+from ._errors import (
+    BatchFailedError,
+    ColumnError,
+    ConfigurationError,
+    FileTransferError,
+    InputError,
+    JobTimeoutError,
+    NetmindFramesError,
+    RowError,
+)
+from ._job import BatchJob
+
+if TYPE_CHECKING:
+    from .server import LocalBatchServer
+
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "BatchFailedError",
+    "BatchJob",
+    "ColumnError",
+    "ConfigurationError",
+    "FileTransferError",
+    "InputError",
+    "JobTimeoutError",
+    "LocalBatchServer",
+    "NetmindFramesError",
+    "RowError",
+    "__version__",
+    "attach",
+    "batch_complete",
+    "submit",
+    "to_jsonl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The local server needs the optional extra [local]; import it only when asked for.
+    if name == "LocalBatchServer":
+        from .server import LocalBatchServer
+
+        return LocalBatchServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,33 @@
+"""Opaque ids: generation and the strict patterns every id is checked against.
+
+An id from a request reaches the file system only as part of a file name, and only after it
+matched one of these patterns, so ``../`` or an encoded separator can never become a path.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+FILE_ID_RE = re.compile(r"file-[0-9a-f]{24}")
+BATCH_ID_RE = re.compile(r"batch_[0-9a-f]{24}")
+
+
+def new_file_id() -> str:
+    """Return a fresh file id, ``file-`` followed by 24 hex digits."""
+    return "file-" + secrets.token_hex(12)
+
+
+def new_batch_id() -> str:
+    """Return a fresh batch id, ``batch_`` followed by 24 hex digits."""
+    return "batch_" + secrets.token_hex(12)
+
+
+def is_file_id(value: object) -> bool:
+    """Tell whether ``value`` is a well-formed file id."""
+    return isinstance(value, str) and FILE_ID_RE.fullmatch(value) is not None
+
+
+def is_batch_id(value: object) -> bool:
+    """Tell whether ``value`` is a well-formed batch id."""
+    return isinstance(value, str) and BATCH_ID_RE.fullmatch(value) is not None

@@ -1,0 +1,271 @@
+"""The runner: one background thread that moves every active batch through its lifecycle.
+
+``validating`` -> (``failed``) -> ``in_progress`` -> ``finalizing`` -> ``completed``, or
+``expired`` once the batch's deadline passes, or ``cancelling`` -> ``cancelled``. Requests run
+in a seeded shuffled order (or file order with ``shuffle=False``) and their result lines are
+appended in that order, so the output is shuffled and a restarted runner resumes exactly where
+the saved state says, without redoing any request. With ``seconds_per_request=0`` requests run
+in chunks as fast as the engine goes; otherwise each batch advances at that pace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ._engine import complete
+from ._envelope import error_body
+from ._store import Store
+from ._validate import validate_input
+
+logger = logging.getLogger("netmind_frames.server")
+
+CHUNK = 2000
+_TICK = 0.02
+_IDLE, _TIMED, _HOT = 0, 1, 2
+_NOT_RUN = {
+    "expired": (
+        "batch_expired",
+        "This request could not be executed before the completion window expired.",
+    ),
+    "cancelled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
+}
+
+
+@dataclass
+class _Job:
+    lines: list[bytes]
+    order: list[int]
+    last: float = field(default_factory=time.monotonic)
+    allowance: float = 0.0
+
+
+def _unit(*parts: object) -> float:
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class Runner:
+    """Advance the batches of ``store`` in a daemon thread.
+
+    Parameters
+    ----------
+    store:
+        The shared state.
+    seconds_per_request:
+        Pace of each batch; 0 runs requests as fast as possible.
+    fail_rate:
+        Fraction of requests answered with a 500 error line (seeded per batch and custom_id).
+    """
+
+    def __init__(self, store: Store, *, seconds_per_request: float, fail_rate: float) -> None:
+        self.store = store
+        self.seconds_per_request = seconds_per_request
+        self.fail_rate = fail_rate
+        self._jobs: dict[str, _Job] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._loop, name="netmind-frames-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after the step in progress; state on disk stays consistent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def wake(self) -> None:
+        """Tell the runner that something changed (a batch was created or cancelled)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            state = _IDLE
+            for batch_id in self.store.active_batch_ids():
+                if self._stop.is_set():
+                    return
+                try:
+                    state = max(state, self._step(batch_id))
+                except Exception:  # a bug must not kill the runner for every other batch
+                    logger.exception("batch %s failed inside the local server", batch_id)
+                    self._fail(batch_id, "server_error", "The local server failed on this batch.")
+            if state != _HOT:
+                self._wake.wait(_TICK if state == _TIMED else 1.0)
+                self._wake.clear()
+
+    def _fail(self, batch_id: str, code: str, message: str) -> None:
+        self._jobs.pop(batch_id, None)
+        err = {"code": code, "message": message, "param": None, "line": None}
+        self.store.update(
+            batch_id,
+            status="failed",
+            failed_at=int(time.time()),
+            errors={"object": "list", "data": [err]},
+        )
+
+    def _step(self, batch_id: str) -> int:
+        with self.store.lock:
+            rec = self.store.batch_record(batch_id)
+            status, done, deadline = rec.obj["status"], rec.done, rec.deadline
+        if status == "validating":
+            return self._validate(batch_id)
+        if status == "cancelling":
+            self._end(batch_id, "cancelled")
+            return _HOT
+        if status == "finalizing":
+            self._jobs.pop(batch_id, None)
+            self.store.finish(batch_id, "completed")
+            return _HOT
+        if deadline is not None and time.time() >= deadline:
+            self._end(batch_id, "expired")
+            return _HOT
+        job = self._job(batch_id)
+        if job is None:
+            return _HOT
+        if done >= len(job.lines):
+            self.store.transition(
+                batch_id, "in_progress", status="finalizing", finalizing_at=int(time.time())
+            )
+            return _HOT
+        if self.seconds_per_request > 0:
+            now = time.monotonic()
+            job.allowance += (now - job.last) / self.seconds_per_request
+            job.last = now
+            n = min(int(job.allowance), CHUNK)
+            job.allowance -= n
+            if n == 0:
+                return _TIMED
+        else:
+            n = CHUNK
+        self._run(batch_id, job, done, min(done + n, len(job.lines)))
+        return _HOT if self.seconds_per_request == 0 else _TIMED
+
+    def _job(self, batch_id: str) -> _Job | None:
+        job = self._jobs.get(batch_id)
+        if job is not None:
+            return job
+        with self.store.lock:
+            rec = self.store.batch_record(batch_id)
+            file_id, endpoint = rec.obj["input_file_id"], rec.obj["endpoint"]
+            seed, shuffle = rec.seed, rec.shuffle
+        if self.store.get_file(file_id) is None:
+            self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
+            return None
+        checked = validate_input(self.store.data_path(file_id).read_bytes(), endpoint)
+        order = list(range(len(checked.lines)))
+        if shuffle:
+            random.Random(f"{seed}:{batch_id}").shuffle(order)
+        job = _Job(lines=checked.lines, order=order)
+        self._jobs[batch_id] = job
+        return job
+
+    def _validate(self, batch_id: str) -> int:
+        with self.store.lock:
+            obj = self.store.batch_record(batch_id).obj
+            file_id, endpoint = obj["input_file_id"], obj["endpoint"]
+        if self.store.get_file(file_id) is None:
+            self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
+            return _HOT
+        checked = validate_input(self.store.data_path(file_id).read_bytes(), endpoint)
+        with self.store.lock:
+            if self.store.batch_record(batch_id).obj["status"] != "validating":
+                return _HOT  # cancelled meanwhile
+            now = int(time.time())
+            if checked.errors:
+                self.store.update(
+                    batch_id,
+                    status="failed",
+                    failed_at=now,
+                    errors={"object": "list", "data": checked.errors},
+                )
+                return _HOT
+            counts = {"total": len(checked.lines), "completed": 0, "failed": 0}
+            self.store.update(
+                batch_id,
+                status="in_progress",
+                in_progress_at=now,
+                model=checked.model,
+                request_counts=counts,
+            )
+        self._jobs.pop(batch_id, None)
+        return _HOT
+
+    def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
+        with self.store.lock:
+            seed = self.store.batch_record(batch_id).seed
+        out: list[bytes] = []
+        err: list[bytes] = []
+        prompt = completion = 0
+        for pos in job.order[start:stop]:
+            req = orjson.loads(job.lines[pos])
+            cid = req["custom_id"]
+            if self.fail_rate and _unit(seed, batch_id, cid) < self.fail_rate:
+                status, body = 500, error_body(
+                    "The server had an error while processing your request. Sorry about that!",
+                    type="server_error",
+                )
+            else:
+                status, body = complete(req.get("body"))
+            line = {
+                "id": "batch_req_" + uuid.uuid4().hex,
+                "custom_id": cid,
+                "response": {"status_code": status, "request_id": "req_" + uuid.uuid4().hex, "body": body},
+                "error": None,
+            }
+            if status == 200:
+                out.append(orjson.dumps(line))
+                prompt += body["usage"]["prompt_tokens"]
+                completion += body["usage"]["completion_tokens"]
+            else:
+                err.append(orjson.dumps(line))
+        self.store.record_progress(
+            batch_id,
+            out=b"".join(x + b"\n" for x in out),
+            err=b"".join(x + b"\n" for x in err),
+            done=stop,
+            completed=len(out),
+            failed=len(err),
+            usage=(prompt, completion),
+        )
+
+    def _end(self, batch_id: str, status: str) -> None:
+        """End a batch early: a ``batch_expired`` / ``batch_cancelled`` line per unrun request."""
+        job = self._job(batch_id)
+        if job is None:
+            return
+        with self.store.lock:
+            rec = self.store.batch_record(batch_id)
+            done, total = rec.done, rec.obj["request_counts"]["total"]
+        if total == 0 and job.lines:  # cancelled while still validating
+            counts = {"total": len(job.lines), "completed": 0, "failed": 0}
+            self.store.update(batch_id, request_counts=counts)
+        code, message = _NOT_RUN[status]
+        tail: list[bytes] = []
+        for pos in job.order[done:]:
+            cid: Any = orjson.loads(job.lines[pos]).get("custom_id")
+            line = {
+                "id": "batch_req_" + uuid.uuid4().hex,
+                "custom_id": cid,
+                "response": None,
+                "error": {"code": code, "message": message},
+            }
+            tail.append(orjson.dumps(line) + b"\n")
+        self.store.record_progress(
+            batch_id, out=b"", err=b"".join(tail), done=len(job.lines), completed=0, failed=0, usage=(0, 0)
+        )
+        self._jobs.pop(batch_id, None)
+        self.store.finish(batch_id, status)

@@ -1,0 +1,66 @@
+"""Shared fixtures: real local batch servers on loopback (no mocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pandas as pd
+import pytest
+
+from netmind_frames.server import LocalBatchServer
+
+try:  # the server's own fixtures, when its suite defines some
+    from conftest_server import *  # noqa: F403
+except ImportError:
+    pass
+
+DIALECTS = ("netmind", "openai")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalBatchServer]:
+    """One immediate server for the whole session (state is shared: don't count files on it)."""
+    with LocalBatchServer(seed=0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[LocalBatchServer]:
+    """A new, empty, immediate server for one test."""
+    with LocalBatchServer(seed=1) as srv:
+        yield srv
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs once per provider dialect."""
+    return str(request.param)
+
+
+def connection_kwargs(srv: LocalBatchServer, dialect: str) -> dict[str, Any]:
+    """The keyword arguments that point the library at ``srv`` in ``dialect``."""
+    base_url = srv.base_url if dialect == "netmind" else srv.openai_base_url
+    return {"base_url": base_url, "api_key": srv.api_key, "poll_interval": 0.05, "progress": False}
+
+
+def uploaded_files(srv: LocalBatchServer) -> list[Any]:
+    """Every file on the server, through Netmind's File API listing (a bare JSON array)."""
+    response = httpx2.get(
+        f"{srv.origin}/v1/files", headers={"Authorization": f"Bearer {srv.api_key}"}
+    )
+    response.raise_for_status()
+    files = response.json()
+    assert isinstance(files, list)
+    return files
+
+
+@pytest.fixture
+def reviews() -> pd.DataFrame:
+    """A small frame with a non-default, duplicated string index."""
+    texts = [f"review number {i} says {'good' if i % 3 else 'bad'} things" for i in range(12)]
+    return pd.DataFrame(
+        {"text": texts, "stars": [i % 5 + 1 for i in range(12)]},
+        index=pd.Index([f"k{i % 4}" for i in range(12)], name="key"),
+    )

@@ -1,0 +1,180 @@
+"""BatchJob: polling, progress, odd Batch shapes, failures, timeouts, Ctrl-C and reattaching."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx2
+import openai
+import pandas as pd
+import pytest
+from conftest import connection_kwargs
+
+import netmind_frames
+from netmind_frames import BatchFailedError, BatchJob, InputError, JobTimeoutError, LocalBatchServer
+from netmind_frames._requests import build_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class NetmindShapedBatches(httpx2.BaseTransport):
+    """Forward to the real server, but answer the first polls in the shape of Netmind's guide.
+
+    batch-api.md §5.0: status ``pending`` (not in OpenAI's enum), empty ``endpoint`` and
+    ``completion_window``, null ``created_at`` and ``input_file_id``. The server cannot be
+    asked to answer like that, so this one transport rewrites it.
+    """
+
+    def __init__(self, polls_to_rewrite: int) -> None:
+        self._inner = httpx2.HTTPTransport()
+        self.left = polls_to_rewrite
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self._inner.handle_request(request)
+        is_retrieve = request.method == "GET" and "/batches/batch" in request.url.path
+        if not (is_retrieve and self.left > 0):
+            return response
+        self.left -= 1
+        body = json.loads(response.read())
+        body.update(
+            status="pending", endpoint="", completion_window="", created_at=None,
+            input_file_id=None, request_counts=None, unknown_field={"x": 1},
+        )
+        return httpx2.Response(200, json=body, headers={"content-type": "application/json"})
+
+
+def test_netmind_shaped_batches_are_polled_until_terminal(server, reviews):
+    transport = NetmindShapedBatches(polls_to_rewrite=3)
+    client = openai.OpenAI(
+        base_url=server.base_url, api_key=server.api_key, http_client=httpx2.Client(transport=transport)
+    )
+    out = reviews.netmind.batch_complete(
+        "{text}", model="m", client=client, poll_interval=0.01, progress=False
+    )
+    assert transport.left == 0
+    assert list(out["response"]) == list(reviews["text"])
+
+
+def test_progress_bar_shows_requests_and_status(server, reviews, capsys):
+    kwargs = connection_kwargs(server, "netmind") | {"progress": True}
+    reviews.netmind.batch_complete("{text}", model="m", **kwargs)
+    err = capsys.readouterr().err
+    assert f"{len(reviews)}/{len(reviews)}" in err
+    assert "completed" in err
+
+
+def test_progress_false_prints_nothing(server, reviews, capsys):
+    reviews.netmind.batch_complete("{text}", model="m", **connection_kwargs(server, "openai"))
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_timeout_raises_with_the_job_id_and_the_job_goes_on(reviews):
+    with LocalBatchServer(seconds_per_request=0.05) as srv:
+        job = reviews.netmind.submit("{text}", model="m", **connection_kwargs(srv, "netmind"))
+        with pytest.raises(JobTimeoutError) as info:
+            job.wait(timeout=0.1)
+        assert isinstance(info.value, TimeoutError)
+        assert info.value.job_id == job.id
+        assert job.id in str(info.value)
+        out = job.result()
+    assert (out["status"] == "ok").all()
+
+
+def test_failed_batch_raises_with_the_servers_errors(server):
+    """A batch whose file fails validation raises BatchFailedError carrying errors.data."""
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key)
+    bad = b'{"custom_id": "0", "method": "POST", "url": "/v1/chat/completions", "body": {}}\nnot json\n'
+    file = client.files.create(file=("bad.jsonl", bad, "application/jsonl"), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    frame = pd.DataFrame({"t": ["a"]})
+    settings = netmind_frames._config.resolve_settings(client=client)
+    job = BatchJob(
+        netmind_frames._connection.connect(settings, client),
+        build_plan(frame, "{t}", model="m"),
+        frame,
+        [batch.id],
+        poll_interval=0.01,
+        progress=False,
+    )
+    with pytest.raises(BatchFailedError, match="invalid_json_line") as info:
+        job.wait()
+    assert info.value.batch_id == batch.id
+    assert info.value.errors[0]["line"] == 2
+
+
+def test_attach_from_the_job_id_gives_the_same_result(server, reviews):
+    kwargs = connection_kwargs(server, "openai")
+    job = reviews.netmind.submit("{text}", model="m", max_requests=5, **kwargs)
+    original = job.result()
+    again = BatchJob.attach(job.id, frame=reviews, prompt="{text}", model="m", max_requests=5, **kwargs)
+    assert again.batch_ids == job.batch_ids
+    pd.testing.assert_frame_equal(again.result(), original)
+
+
+def test_attach_refuses_a_different_frame(server, reviews):
+    kwargs = connection_kwargs(server, "netmind")
+    job = reviews.netmind.submit("{text}", model="m", **kwargs)
+    other = reviews.assign(text=reviews["text"].str.upper())
+    with pytest.raises(InputError, match="same frame"):
+        BatchJob.attach(job.id, frame=other, prompt="{text}", model="m", **kwargs)
+
+
+def test_ctrl_c_leaves_the_batch_running_and_prints_how_to_reattach(tmp_path):
+    """SIGINT while waiting: the batch keeps running, the printed attach line works."""
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(40)]})
+    frame.to_parquet(tmp_path / "in.parquet")
+    with LocalBatchServer(seconds_per_request=0.05) as srv:
+        script = textwrap.dedent(
+            f"""
+            import pandas as pd, netmind_frames
+            df = pd.read_parquet({str(tmp_path / "in.parquet")!r})
+            job = df.netmind.submit("{{text}}", model="m", base_url={srv.base_url!r},
+                                    api_key={srv.api_key!r}, poll_interval=0.05, progress=False)
+            print(job.id, flush=True)
+            job.wait()
+            """
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=ROOT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        job_id = proc.stdout.readline().strip()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0
+        assert "KeyboardInterrupt" in err
+        assert f"BatchJob.attach({job_id!r}" in err
+
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key)
+        assert client.batches.retrieve(job_id).status not in ("cancelling", "cancelled")
+        job = BatchJob.attach(job_id, frame=frame, prompt="{text}", model="m",
+                              base_url=srv.base_url, api_key=srv.api_key,
+                              poll_interval=0.05, progress=False)
+        out = job.result()
+    assert (out["status"] == "ok").all()
+    assert list(out["response"]) == list(frame["text"])
+
+
+def test_repr_never_shows_the_key(reviews):
+    secret = "sk-sentinel-123456789"
+    with LocalBatchServer(api_key=secret) as srv:
+        job = reviews.netmind.submit("{text}", model="m", base_url=srv.base_url, api_key=secret,
+                                     poll_interval=0.05, progress=False)
+        job.wait()
+        text = io.StringIO()
+        print(repr(job), repr(job._connection), repr(job._connection.settings), file=text)
+        assert secret not in text.getvalue()
+        assert secret not in repr(srv)

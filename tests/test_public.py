@@ -1,0 +1,32 @@
+"""The public surface: a sorted __all__, and an accessor that mirrors the functions exactly."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import netmind_frames
+from netmind_frames import _api
+from netmind_frames._accessor import NetmindAccessor
+
+
+def test_all_is_sorted_and_importable():
+    assert netmind_frames.__all__ == sorted(netmind_frames.__all__)
+    for name in netmind_frames.__all__:
+        assert getattr(netmind_frames, name) is not None
+
+
+@pytest.mark.parametrize("name", ["batch_complete", "submit", "to_jsonl"])
+def test_accessor_methods_have_the_functions_signatures(name):
+    function = inspect.signature(getattr(_api, name))
+    method = inspect.signature(getattr(NetmindAccessor, name))
+    assert list(function.parameters.values())[1:] == list(method.parameters.values())[1:]
+    assert function.return_annotation == method.return_annotation
+
+
+@pytest.mark.parametrize("name", netmind_frames.__all__)
+def test_public_names_have_docstrings(name):
+    if name == "__version__":
+        return
+    assert inspect.getdoc(getattr(netmind_frames, name))
