@@ -1,7 +1,13 @@
-"""One connection to a Batch API: the openai client for batches, and the provider's file transport."""
+"""One connection to a Batch API: the openai client for batches, the provider's file transport.
+
+Connections are pooled per process (by base URL, files URL, provider and key) so that repeated
+calls reuse their HTTP connections, and are closed when the interpreter exits.
+"""
 
 from __future__ import annotations
 
+import atexit
+import threading
 from dataclasses import dataclass
 
 import openai
@@ -22,13 +28,34 @@ class Connection:
         return f"Connection(base_url={self.settings.base_url!r}, provider={self.settings.provider!r})"
 
 
+_pool_lock = threading.Lock()
+_clients: dict[Settings, openai.OpenAI] = {}
+_netmind_files: dict[Settings, NetmindFiles] = {}
+
+
 def connect(settings: Settings, client: openai.OpenAI | None = None) -> Connection:
-    """Build the clients for ``settings``; a caller's own ``client`` is used as it is."""
-    if client is None:
-        client = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key)
-    files: FileTransport
-    if settings.provider == "netmind":
-        files = NetmindFiles(settings.files_url, settings.api_key)
-    else:
-        files = OpenAIFiles(client)
+    """The connection for ``settings``; a caller's own ``client`` is used as it is."""
+    with _pool_lock:
+        if client is None:
+            if settings not in _clients:
+                _clients[settings] = openai.OpenAI(
+                    base_url=settings.base_url, api_key=settings.api_key
+                )
+            client = _clients[settings]
+        files: FileTransport = OpenAIFiles(client)
+        if settings.provider == "netmind":
+            if settings not in _netmind_files:
+                _netmind_files[settings] = NetmindFiles(settings.files_url, settings.api_key)
+            files = _netmind_files[settings]
     return Connection(settings=settings, client=client, files=files)
+
+
+@atexit.register
+def _close_all() -> None:
+    with _pool_lock:
+        for files in _netmind_files.values():
+            files.close()
+        for client in _clients.values():
+            client.close()
+        _netmind_files.clear()
+        _clients.clear()

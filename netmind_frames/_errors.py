@@ -12,6 +12,8 @@ builtin fits, the error also subclasses it, so ``except ValueError`` keeps worki
     ├── BatchFailedError                  a batch ended ``failed`` (carries ``errors``)
     └── JobTimeoutError (TimeoutError)    ``timeout=`` passed before the job finished
 
+    MissingResultWarning (UserWarning)    a row got no result line, or a result line was unusable
+
 HTTP errors of the openai SDK (``openai.AuthenticationError``, ``openai.RateLimitError``, ...)
 pass through unchanged.
 """
@@ -72,3 +74,8 @@ class JobTimeoutError(NetmindFramesError, TimeoutError):
     def __init__(self, message: str, job_id: str) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class MissingResultWarning(UserWarning):
+    """A row got no result (reported as ``missing_result``), or a result line was unusable:
+    not valid JSON, an unknown ``custom_id``, or a duplicate."""

@@ -101,7 +101,9 @@ class NetmindFiles:
 
     def download(self, file_id: str, dest: Path) -> Path:
         def attempt() -> Path:
-            answer = self._http.get(f"{self._files_url}/{file_id}/presigned_url", headers=self._auth)
+            answer = self._http.get(
+                f"{self._files_url}/{file_id}/presigned_url", headers=self._auth
+            )
             _raise_for_status(answer, "download URL request")
             url = download_url_from(answer)
             with self._http.stream("GET", url) as response:

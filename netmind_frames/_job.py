@@ -158,9 +158,7 @@ class BatchJob:
         deadline = None if timeout is None else self._clock() + timeout
         delay = min(_FIRST_POLL, self._poll_interval)
         total = self._plan.n_rows
-        with tqdm(
-            total=total, unit="req", desc="netmind batch", disable=not self._progress
-        ) as bar:
+        with tqdm(total=total, unit="req", desc="netmind batch", disable=not self._progress) as bar:
             while True:
                 self.refresh()
                 bar.n = min(self._requests_done(), total)
@@ -169,7 +167,9 @@ class BatchJob:
                 if all(b.status in TERMINAL_STATUSES for b in self._batches):
                     return
                 if deadline is not None and self._clock() + delay > deadline:
-                    raise JobTimeoutError(self._reattach_hint(f"Not done after {timeout} s"), self.id)
+                    raise JobTimeoutError(
+                        self._reattach_hint(f"Not done after {timeout} s"), self.id
+                    )
                 self._sleep(delay)
                 delay = min(delay * _BACKOFF, self._poll_interval)
 
@@ -217,6 +217,7 @@ class BatchJob:
     # -- results --------------------------------------------------------------------------
 
     def _download_and_collect(self) -> pa.Table:
+        pairs = zip(self._plan.shards, self._batches, strict=True)
         with tempfile.TemporaryDirectory(prefix="netmind_frames-") as tmp:
             outcomes = [
                 ShardOutcome(
@@ -224,7 +225,7 @@ class BatchJob:
                     batch_status=str(batch.status),
                     files=self._download(batch, Path(tmp) / str(index)),
                 )
-                for index, (shard, batch) in enumerate(zip(self._plan.shards, self._batches))
+                for index, (shard, batch) in enumerate(pairs)
             ]
             table = collect_results(self._plan, outcomes)
         self._reconcile(table)
@@ -242,7 +243,7 @@ class BatchJob:
     def _reconcile(self, table: pa.Table) -> None:
         """Warn when our row counts disagree with the server's ``request_counts``."""
         status = table.column("status").to_numpy(zero_copy_only=False)
-        for shard, batch in zip(self._plan.shards, self._batches):
+        for shard, batch in zip(self._plan.shards, self._batches, strict=True):
             counts = getattr(batch, "request_counts", None)
             if counts is None or batch.status != "completed":
                 continue

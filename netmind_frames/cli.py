@@ -146,7 +146,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=str)  # as text: "0001" stays "0001"
     if suffix in (".jsonl", ".ndjson"):
         # dtype=False: never turn "0001" into 1.
         return pd.read_json(path, lines=True, dtype=False)

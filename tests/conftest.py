@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
+import openai
 import pandas as pd
 import pytest
 
 from netmind_frames.server import LocalBatchServer
 
-try:  # the server's own fixtures, when its suite defines some
+with contextlib.suppress(ImportError):  # the server suite's own fixtures, if it has some
     from conftest_server import *  # noqa: F403
-except ImportError:
-    pass
 
 DIALECTS = ("netmind", "openai")
 
@@ -24,6 +24,13 @@ def server() -> Iterator[LocalBatchServer]:
     """One immediate server for the whole session (state is shared: don't count files on it)."""
     with LocalBatchServer(seed=0) as srv:
         yield srv
+
+
+@pytest.fixture
+def openai_client(server: LocalBatchServer) -> Iterator[openai.OpenAI]:
+    """The official client on the session server's OpenAI dialect, closed afterwards."""
+    with openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key) as client:
+        yield client
 
 
 @pytest.fixture

@@ -60,14 +60,12 @@ def expected_answers(frame: pd.DataFrame, template: str) -> list[str]:
 )
 def test_every_answer_lands_on_its_own_row(server, dialect, index):
     frame = pd.DataFrame(
-        {"text": [f"row {i} ünïcode ✓ \"q\" \\ {i * 7}" for i in range(6)], "n": range(6)},
+        {"text": [f'row {i} ünïcode ✓ "q" \\ {i * 7}' for i in range(6)], "n": range(6)},
         index=index,
     )
     before = frame.copy(deep=True)
 
-    out = batch_complete(
-        frame, "Echo {n}: {text}", model="m", **connection_kwargs(server, dialect)
-    )
+    out = batch_complete(frame, "Echo {n}: {text}", model="m", **connection_kwargs(server, dialect))
 
     pd.testing.assert_frame_equal(frame, before)  # the caller's frame is untouched
     assert out.index.equals(frame.index)
@@ -195,15 +193,65 @@ def test_cancel_gives_partial_results(dialect):
 @pytest.mark.parametrize(
     ("frame", "kwargs", "error", "needle"),
     [
-        pytest.param(pd.DataFrame({"t": ["x"]}), {"prompt": "{text}"}, ColumnError, "text", id="missing-column"),
-        pytest.param(pd.DataFrame({"text": ["x", None]}), {"prompt": "{text}"}, RowError, "1", id="null-prompt"),
-        pytest.param(pd.DataFrame({"text": ["x", 3]}, dtype=object), {"prompt_column": "text"}, RowError, "1", id="non-string-prompt"),
-        pytest.param(pd.DataFrame({"text": []}), {"prompt": "{text}"}, InputError, "empty", id="empty-frame"),
-        pytest.param(pd.DataFrame({"text": ["a", "b"], "u": ["x", "x"]}), {"prompt": "{text}", "custom_id_column": "u"}, InputError, "x", id="duplicate-ids"),
-        pytest.param(pd.DataFrame({"text": ["a"], "u": ["x" * 65]}), {"prompt": "{text}", "custom_id_column": "u"}, InputError, "64", id="long-id"),
-        pytest.param(pd.DataFrame({"text": ["a", "b" * 5000]}), {"prompt": "{text}", "max_bytes": 2000}, RowError, "1", id="line-over-limit"),
-        pytest.param(pd.DataFrame({"text": ["a"]}), {"prompt": "{text}", "completion_window": "48h"}, InputError, "24h", id="window"),
-        pytest.param(pd.DataFrame({"text": ["a"], "response": ["r"]}), {"prompt": "{text}"}, ColumnError, "response", id="column-collision"),
+        pytest.param(
+            pd.DataFrame({"t": ["x"]}),
+            {"prompt": "{text}"},
+            ColumnError,
+            "text",
+            id="missing-column",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["x", None]}),
+            {"prompt": "{text}"},
+            RowError,
+            "1",
+            id="null-prompt",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["x", 3]}, dtype=object),
+            {"prompt_column": "text"},
+            RowError,
+            "1",
+            id="non-string-prompt",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": []}), {"prompt": "{text}"}, InputError, "empty", id="empty-frame"
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["a", "b"], "u": ["x", "x"]}),
+            {"prompt": "{text}", "custom_id_column": "u"},
+            InputError,
+            "x",
+            id="duplicate-ids",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["a"], "u": ["x" * 65]}),
+            {"prompt": "{text}", "custom_id_column": "u"},
+            InputError,
+            "64",
+            id="long-id",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["a", "b" * 5000]}),
+            {"prompt": "{text}", "max_bytes": 2000},
+            RowError,
+            "1",
+            id="line-over-limit",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["a"]}),
+            {"prompt": "{text}", "completion_window": "48h"},
+            InputError,
+            "24h",
+            id="window",
+        ),
+        pytest.param(
+            pd.DataFrame({"text": ["a"], "response": ["r"]}),
+            {"prompt": "{text}"},
+            ColumnError,
+            "response",
+            id="column-collision",
+        ),
     ],
 )
 def test_bad_input_fails_before_anything_is_uploaded(fresh_server, frame, kwargs, error, needle):
@@ -214,13 +262,15 @@ def test_bad_input_fails_before_anything_is_uploaded(fresh_server, frame, kwargs
 
 def test_missing_key_says_how_to_fix(monkeypatch):
     monkeypatch.delenv("NETMIND_API_KEY", raising=False)
-    with pytest.raises(ConfigurationError, match="NETMIND_API_KEY.*local=True"):
+    with pytest.raises(ConfigurationError, match=r"NETMIND_API_KEY.*local=True"):
         batch_complete(pd.DataFrame({"t": ["a"]}), "{t}", model="m")
 
 
 def test_local_true_needs_no_key(monkeypatch, reviews):
     monkeypatch.delenv("NETMIND_API_KEY", raising=False)
-    out = reviews.netmind.batch_complete("{text}", model="m", local=True, poll_interval=0.05, progress=False)
+    out = reviews.netmind.batch_complete(
+        "{text}", model="m", local=True, poll_interval=0.05, progress=False
+    )
     assert list(out["response"]) == list(reviews["text"])
 
 
@@ -237,7 +287,9 @@ def test_to_jsonl_is_the_exact_upload(server, reviews, tmp_path):
     path = reviews.netmind.to_jsonl(tmp_path / "x.jsonl", "Rate: {text}", model="m", max_tokens=3)
     assert path.read_bytes() == data
 
-    job = reviews.netmind.submit("Rate: {text}", model="m", max_tokens=3, **connection_kwargs(server, "openai"))
+    job = reviews.netmind.submit(
+        "Rate: {text}", model="m", max_tokens=3, **connection_kwargs(server, "openai")
+    )
     batch = job.refresh().batches[0]
     uploaded = job._connection.client.files.content(batch.input_file_id).content
     assert uploaded == data

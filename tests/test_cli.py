@@ -19,8 +19,17 @@ EXAMPLE = ROOT / "examples" / "reviews.parquet"
 
 def complete_args(out: Path, *extra: str) -> list[str]:
     return [
-        "complete", str(EXAMPLE), str(out), "--prompt", "Review: {review}",
-        "--model", "m", "--poll-interval", "0.05", "--quiet", *extra,
+        "complete",
+        str(EXAMPLE),
+        str(out),
+        "--prompt",
+        "Review: {review}",
+        "--model",
+        "m",
+        "--poll-interval",
+        "0.05",
+        "--quiet",
+        *extra,
     ]
 
 
@@ -39,8 +48,19 @@ def test_complete_reads_csv_and_jsonl_and_keeps_leading_zeros(tmp_path):
     frame.to_csv(tmp_path / "in.csv", index=False)
     for name in ("in.jsonl", "in.csv"):
         out = tmp_path / f"{name}.parquet"
-        args = ["complete", str(tmp_path / name), str(out), "--prompt", "{code} {text}",
-                "--model", "m", "--local", "--quiet", "--poll-interval", "0.05"]
+        args = [
+            "complete",
+            str(tmp_path / name),
+            str(out),
+            "--prompt",
+            "{code} {text}",
+            "--model",
+            "m",
+            "--local",
+            "--quiet",
+            "--poll-interval",
+            "0.05",
+        ]
         assert main(args) == EXIT_OK
         assert list(pd.read_parquet(out)["response"]) == ["0001 a", "0420 b"], name
 
@@ -54,8 +74,16 @@ def test_some_rows_failed_exits_3(tmp_path, monkeypatch):
 
 
 def test_bad_input_exits_1_with_one_readable_line(tmp_path, capsys):
-    args = ["complete", str(EXAMPLE), str(tmp_path / "o.parquet"), "--prompt", "{nope}",
-            "--model", "m", "--local"]
+    args = [
+        "complete",
+        str(EXAMPLE),
+        str(tmp_path / "o.parquet"),
+        "--prompt",
+        "{nope}",
+        "--model",
+        "m",
+        "--local",
+    ]
     assert main(args) == EXIT_ERROR
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0] and "Traceback" not in err[0]
@@ -84,7 +112,10 @@ def test_console_script_runs_as_a_subprocess(tmp_path):
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "netmind_frames.cli"]
     proc = subprocess.run(
         [*command, *complete_args(out, "--local")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
         env={k: v for k, v in os.environ.items() if k != "NETMIND_API_KEY"},
     )
     assert proc.returncode == EXIT_OK, proc.stderr

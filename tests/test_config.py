@@ -34,7 +34,9 @@ def test_keyword_beats_environment_beats_default(monkeypatch):
     monkeypatch.setenv("NETMIND_BASE_URL", "https://env.example/v1")
     assert resolve_settings().base_url == "https://env.example/v1"
     assert resolve_settings().api_key == "env-key"
-    chosen = resolve_settings(api_key="kw-key", base_url="https://kw.example/inference-api/openai/v1")
+    chosen = resolve_settings(
+        api_key="kw-key", base_url="https://kw.example/inference-api/openai/v1"
+    )
     assert (chosen.api_key, chosen.provider) == ("kw-key", "netmind")
     monkeypatch.delenv("NETMIND_BASE_URL")
     assert resolve_settings().base_url == "https://api.netmind.ai/inference-api/openai/v1"

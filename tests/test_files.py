@@ -22,9 +22,10 @@ def test_netmind_upload_and_download_keep_bytes_exactly(server, tmp_path):
 
 
 def test_openai_upload_and_download_keep_bytes_exactly(server, tmp_path):
-    files = OpenAIFiles(openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key))
-    file_id = files.upload(PAYLOAD, "x.jsonl")
-    assert files.download(file_id, tmp_path / "out").read_bytes() == PAYLOAD
+    with openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key) as client:
+        files = OpenAIFiles(client)
+        file_id = files.upload(PAYLOAD, "x.jsonl")
+        assert files.download(file_id, tmp_path / "out").read_bytes() == PAYLOAD
 
 
 def test_a_file_uploaded_the_netmind_way_reads_back_the_openai_way(server, tmp_path):
@@ -33,8 +34,8 @@ def test_a_file_uploaded_the_netmind_way_reads_back_the_openai_way(server, tmp_p
         file_id = netmind.upload(PAYLOAD, "x.jsonl")
     finally:
         netmind.close()
-    client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key)
-    assert client.files.content(file_id).content == PAYLOAD
+    with openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key) as client:
+        assert client.files.content(file_id).content == PAYLOAD
 
 
 @pytest.mark.parametrize(

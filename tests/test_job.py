@@ -17,10 +17,10 @@ import openai
 import pandas as pd
 import pytest
 from conftest import connection_kwargs
+from netmind_frames._requests import build_plan
 
 import netmind_frames
 from netmind_frames import BatchFailedError, BatchJob, InputError, JobTimeoutError, LocalBatchServer
-from netmind_frames._requests import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,20 +45,27 @@ class NetmindShapedBatches(httpx2.BaseTransport):
         self.left -= 1
         body = json.loads(response.read())
         body.update(
-            status="pending", endpoint="", completion_window="", created_at=None,
-            input_file_id=None, request_counts=None, unknown_field={"x": 1},
+            status="pending",
+            endpoint="",
+            completion_window="",
+            created_at=None,
+            input_file_id=None,
+            request_counts=None,
+            unknown_field={"x": 1},
         )
         return httpx2.Response(200, json=body, headers={"content-type": "application/json"})
 
 
 def test_netmind_shaped_batches_are_polled_until_terminal(server, reviews):
     transport = NetmindShapedBatches(polls_to_rewrite=3)
-    client = openai.OpenAI(
-        base_url=server.base_url, api_key=server.api_key, http_client=httpx2.Client(transport=transport)
-    )
-    out = reviews.netmind.batch_complete(
-        "{text}", model="m", client=client, poll_interval=0.01, progress=False
-    )
+    with openai.OpenAI(
+        base_url=server.base_url,
+        api_key=server.api_key,
+        http_client=httpx2.Client(transport=transport),
+    ) as client:
+        out = reviews.netmind.batch_complete(
+            "{text}", model="m", client=client, poll_interval=0.01, progress=False
+        )
     assert transport.left == 0
     assert list(out["response"]) == list(reviews["text"])
 
@@ -89,10 +96,11 @@ def test_timeout_raises_with_the_job_id_and_the_job_goes_on(reviews):
     assert (out["status"] == "ok").all()
 
 
-def test_failed_batch_raises_with_the_servers_errors(server):
+def test_failed_batch_raises_with_the_servers_errors(openai_client):
     """A batch whose file fails validation raises BatchFailedError carrying errors.data."""
-    client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key)
-    bad = b'{"custom_id": "0", "method": "POST", "url": "/v1/chat/completions", "body": {}}\nnot json\n'
+    client = openai_client
+    good = b'{"custom_id": "0", "method": "POST", "url": "/v1/chat/completions", "body": {}}'
+    bad = good + b"\nnot json\n"
     file = client.files.create(file=("bad.jsonl", bad, "application/jsonl"), purpose="batch")
     batch = client.batches.create(
         input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -117,7 +125,9 @@ def test_attach_from_the_job_id_gives_the_same_result(server, reviews):
     kwargs = connection_kwargs(server, "openai")
     job = reviews.netmind.submit("{text}", model="m", max_requests=5, **kwargs)
     original = job.result()
-    again = BatchJob.attach(job.id, frame=reviews, prompt="{text}", model="m", max_requests=5, **kwargs)
+    again = BatchJob.attach(
+        job.id, frame=reviews, prompt="{text}", model="m", max_requests=5, **kwargs
+    )
     assert again.batch_ids == job.batch_ids
     pd.testing.assert_frame_equal(again.result(), original)
 
@@ -146,8 +156,12 @@ def test_ctrl_c_leaves_the_batch_running_and_prints_how_to_reattach(tmp_path):
             """
         )
         proc = subprocess.Popen(
-            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, cwd=ROOT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
         )
         assert proc.stdout is not None
         job_id = proc.stdout.readline().strip()
@@ -158,11 +172,18 @@ def test_ctrl_c_leaves_the_batch_running_and_prints_how_to_reattach(tmp_path):
         assert "KeyboardInterrupt" in err
         assert f"BatchJob.attach({job_id!r}" in err
 
-        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key)
-        assert client.batches.retrieve(job_id).status not in ("cancelling", "cancelled")
-        job = BatchJob.attach(job_id, frame=frame, prompt="{text}", model="m",
-                              base_url=srv.base_url, api_key=srv.api_key,
-                              poll_interval=0.05, progress=False)
+        with openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key) as client:
+            assert client.batches.retrieve(job_id).status not in ("cancelling", "cancelled")
+        job = BatchJob.attach(
+            job_id,
+            frame=frame,
+            prompt="{text}",
+            model="m",
+            base_url=srv.base_url,
+            api_key=srv.api_key,
+            poll_interval=0.05,
+            progress=False,
+        )
         out = job.result()
     assert (out["status"] == "ok").all()
     assert list(out["response"]) == list(frame["text"])
@@ -171,8 +192,14 @@ def test_ctrl_c_leaves_the_batch_running_and_prints_how_to_reattach(tmp_path):
 def test_repr_never_shows_the_key(reviews):
     secret = "sk-sentinel-123456789"
     with LocalBatchServer(api_key=secret) as srv:
-        job = reviews.netmind.submit("{text}", model="m", base_url=srv.base_url, api_key=secret,
-                                     poll_interval=0.05, progress=False)
+        job = reviews.netmind.submit(
+            "{text}",
+            model="m",
+            base_url=srv.base_url,
+            api_key=secret,
+            poll_interval=0.05,
+            progress=False,
+        )
         job.wait()
         text = io.StringIO()
         print(repr(job), repr(job._connection), repr(job._connection.settings), file=text)

@@ -1,0 +1,11 @@
+"""The local batch server: Netmind's and OpenAI's Batch + File APIs on loopback.
+
+Install with the ``[local]`` extra. Not Netmind: an emulation of the wire contract, answered
+by a deterministic ``echo`` engine, for tests, CI and offline work.
+"""
+
+from __future__ import annotations
+
+from ._server import LocalBatchServer
+
+__all__ = ["LocalBatchServer"]

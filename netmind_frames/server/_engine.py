@@ -18,12 +18,12 @@ Contract (tests of the client rely on it):
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
 
 from ._envelope import error_body
+from ._ids import fast_hex
 from ._schema import instance
 
 
@@ -59,7 +59,9 @@ def _limit(body: dict[str, Any]) -> int | None:
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidRequest(f"Invalid type for '{key}': expected an integer.", key, "invalid_type")
+            raise InvalidRequest(
+                f"Invalid type for '{key}': expected an integer.", key, "invalid_type"
+            )
         if value < 1:
             raise InvalidRequest(f"'{key}' must be at least 1, got {value}.", key)
         limits.append(value)
@@ -72,7 +74,9 @@ def _parse(body: Any) -> tuple[str, list[str], str, int | None, Any]:
         raise InvalidRequest("The request body must be a JSON object.", None, "invalid_type")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("You must provide a model parameter.", "model", "missing_required_parameter")
+        raise InvalidRequest(
+            "You must provide a model parameter.", "model", "missing_required_parameter"
+        )
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("'messages' must be a list of messages.", "messages", "invalid_type")
@@ -85,9 +89,13 @@ def _parse(body: Any) -> tuple[str, list[str], str, int | None, Any]:
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise InvalidRequest(f"'{where}' must be an object with a 'role'.", where, "invalid_type")
+            raise InvalidRequest(
+                f"'{where}' must be an object with a 'role'.", where, "invalid_type"
+            )
         if "content" not in msg:
-            raise InvalidRequest(f"Missing required parameter: '{where}.content'.", f"{where}.content")
+            raise InvalidRequest(
+                f"Missing required parameter: '{where}.content'.", f"{where}.content"
+            )
         text = _text(msg["content"], where)
         texts.append(text)
         if msg["role"] == "user":
@@ -141,7 +149,7 @@ def complete(body: Any) -> tuple[int, dict[str, Any]]:
             answer, completion_tokens = text, len(tokens)
     prompt_tokens = sum(len(t.split()) for t in texts)
     return 200, {
-        "id": "chatcmpl-" + uuid.uuid4().hex,
+        "id": "chatcmpl-" + fast_hex(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,

@@ -6,6 +6,7 @@ matched one of these patterns, so ``../`` or an encoded separator can never beco
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 
@@ -31,3 +32,16 @@ def is_file_id(value: object) -> bool:
 def is_batch_id(value: object) -> bool:
     """Tell whether ``value`` is a well-formed batch id."""
     return isinstance(value, str) and BATCH_ID_RE.fullmatch(value) is not None
+
+
+_PREFIX = secrets.token_hex(8)
+_COUNTER = itertools.count()
+
+
+def fast_hex() -> str:
+    """Return 32 hex digits unique within this process: for per-request ids on hot paths.
+
+    A random per-process prefix plus a counter: far cheaper than ``uuid4`` (three ids per
+    request at 100,000 requests per batch) and never repeated by one server.
+    """
+    return f"{_PREFIX}{next(_COUNTER):016x}"

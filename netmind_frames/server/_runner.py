@@ -15,7 +15,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ import orjson
 
 from ._engine import complete
 from ._envelope import error_body
+from ._ids import fast_hex
 from ._store import Store
 from ._validate import validate_input
 
@@ -36,7 +36,10 @@ _NOT_RUN = {
         "batch_expired",
         "This request could not be executed before the completion window expired.",
     ),
-    "cancelled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
+    "cancelled": (
+        "batch_cancelled",
+        "This request was not executed because the batch was cancelled.",
+    ),
 }
 
 
@@ -77,7 +80,9 @@ class Runner:
 
     def start(self) -> None:
         """Start the thread."""
-        self._thread = threading.Thread(target=self._loop, name="netmind-frames-runner", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="netmind-frames-runner", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -166,17 +171,21 @@ class Runner:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return None
         checked = validate_input(self.store.data_path(file_id).read_bytes(), endpoint)
-        order = list(range(len(checked.lines)))
+        return self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
+
+    def _remember(self, batch_id: str, lines: list[bytes], *, seed: int, shuffle: bool) -> _Job:
+        order = list(range(len(lines)))
         if shuffle:
             random.Random(f"{seed}:{batch_id}").shuffle(order)
-        job = _Job(lines=checked.lines, order=order)
+        job = _Job(lines=lines, order=order)
         self._jobs[batch_id] = job
         return job
 
     def _validate(self, batch_id: str) -> int:
         with self.store.lock:
-            obj = self.store.batch_record(batch_id).obj
-            file_id, endpoint = obj["input_file_id"], obj["endpoint"]
+            rec = self.store.batch_record(batch_id)
+            file_id, endpoint = rec.obj["input_file_id"], rec.obj["endpoint"]
+            seed, shuffle = rec.seed, rec.shuffle
         if self.store.get_file(file_id) is None:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return _HOT
@@ -201,7 +210,7 @@ class Runner:
                 model=checked.model,
                 request_counts=counts,
             )
-        self._jobs.pop(batch_id, None)
+        self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
         return _HOT
 
     def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
@@ -214,16 +223,23 @@ class Runner:
             req = orjson.loads(job.lines[pos])
             cid = req["custom_id"]
             if self.fail_rate and _unit(seed, batch_id, cid) < self.fail_rate:
-                status, body = 500, error_body(
-                    "The server had an error while processing your request. Sorry about that!",
-                    type="server_error",
+                status, body = (
+                    500,
+                    error_body(
+                        "The server had an error while processing your request. Sorry about that!",
+                        type="server_error",
+                    ),
                 )
             else:
                 status, body = complete(req.get("body"))
             line = {
-                "id": "batch_req_" + uuid.uuid4().hex,
+                "id": "batch_req_" + fast_hex(),
                 "custom_id": cid,
-                "response": {"status_code": status, "request_id": "req_" + uuid.uuid4().hex, "body": body},
+                "response": {
+                    "status_code": status,
+                    "request_id": "req_" + fast_hex(),
+                    "body": body,
+                },
                 "error": None,
             }
             if status == 200:
@@ -258,14 +274,20 @@ class Runner:
         for pos in job.order[done:]:
             cid: Any = orjson.loads(job.lines[pos]).get("custom_id")
             line = {
-                "id": "batch_req_" + uuid.uuid4().hex,
+                "id": "batch_req_" + fast_hex(),
                 "custom_id": cid,
                 "response": None,
                 "error": {"code": code, "message": message},
             }
             tail.append(orjson.dumps(line) + b"\n")
         self.store.record_progress(
-            batch_id, out=b"", err=b"".join(tail), done=len(job.lines), completed=0, failed=0, usage=(0, 0)
+            batch_id,
+            out=b"",
+            err=b"".join(tail),
+            done=len(job.lines),
+            completed=0,
+            failed=0,
+            usage=(0, 0),
         )
         self._jobs.pop(batch_id, None)
         self.store.finish(batch_id, status)

@@ -12,6 +12,7 @@ position in the document, so the same prompt always gets the same answer.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 _MAX_DEPTH = 32
@@ -55,7 +56,9 @@ def instance(schema: Any, *, text: str, seed: str) -> Any:
     return _gen(root, root, text, seed, "$", 0)
 
 
-def _gen(s: dict[str, Any], root: dict[str, Any], text: str, seed: str, path: str, depth: int) -> Any:
+def _gen(
+    s: dict[str, Any], root: dict[str, Any], text: str, seed: str, path: str, depth: int
+) -> Any:
     if depth > _MAX_DEPTH:
         return None
     if "$ref" in s and isinstance(s["$ref"], str):
@@ -77,13 +80,15 @@ def _gen(s: dict[str, Any], root: dict[str, Any], text: str, seed: str, path: st
     if kind is None:
         kind = "object" if "properties" in s else "array" if "items" in s else "string"
     if kind == "object":
-        props = s.get("properties") if isinstance(s.get("properties"), dict) else {}
+        props: dict[str, Any] = s["properties"] if isinstance(s.get("properties"), dict) else {}
         return {
-            name: _gen(sub if isinstance(sub, dict) else {}, root, text, seed, f"{path}.{name}", depth + 1)
+            name: _gen(
+                sub if isinstance(sub, dict) else {}, root, text, seed, f"{path}.{name}", depth + 1
+            )
             for name, sub in props.items()
         }
     if kind == "array":
-        items = s.get("items") if isinstance(s.get("items"), dict) else {}
+        items: dict[str, Any] = s["items"] if isinstance(s.get("items"), dict) else {}
         n = max(int(s.get("minItems", 1)), 1)
         if "maxItems" in s:
             n = min(n, int(s["maxItems"]))
@@ -101,23 +106,25 @@ def _gen(s: dict[str, Any], root: dict[str, Any], text: str, seed: str, path: st
 
 
 def _number(s: dict[str, Any], kind: str, r: int) -> int | float:
-    lo = s.get("minimum", s.get("exclusiveMinimum"))
-    hi = s.get("maximum", s.get("exclusiveMaximum"))
+    lo: float | None = s.get("minimum", s.get("exclusiveMinimum"))
+    hi: float | None = s.get("maximum", s.get("exclusiveMaximum"))
     lo_excl = "minimum" not in s and "exclusiveMinimum" in s
     hi_excl = "maximum" not in s and "exclusiveMaximum" in s
     if kind == "integer":
-        low = None if lo is None else (int(lo) + 1 if lo_excl and lo == int(lo) else -(-lo // 1))
-        high = None if hi is None else (int(hi) - 1 if hi_excl and hi == int(hi) else int(hi // 1))
+        low = None if lo is None else math.floor(lo) + 1 if lo_excl else math.ceil(lo)
+        high = None if hi is None else math.ceil(hi) - 1 if hi_excl else math.floor(hi)
         if low is None and high is None:
             return r
         if low is None:
-            return int(high) - r % 10  # type: ignore[arg-type]
+            assert high is not None
+            return high - r % 10
         if high is None or high < low:
-            return int(low) + r % 10
-        return int(low) + r % (int(high) - int(low) + 1)
+            return low + r % 10
+        return low + r % (high - low + 1)
     if lo is None and hi is None:
         return r / 10
     if lo is None:
+        assert hi is not None
         return float(hi) - 1 - r / 1000
     if hi is None:
         return float(lo) + 1 + r / 1000

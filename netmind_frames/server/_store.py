@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class BatchRecord:
     done: int = 0
     out_offset: int = 0
     err_offset: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StoreError(Exception):
@@ -249,7 +248,8 @@ class Store:
         """Return copies of every Batch object, newest first."""
         with self.lock:
             recs = sorted(self._batches.values(), key=lambda r: r.seq, reverse=True)
-            return orjson.loads(orjson.dumps([r.obj for r in recs]))  # type: ignore[no-any-return]
+            copies: list[dict[str, Any]] = orjson.loads(orjson.dumps([r.obj for r in recs]))
+            return copies
 
     def active_batch_ids(self) -> list[str]:
         """Return the ids of batches the runner still has to move, oldest first."""
@@ -284,14 +284,6 @@ class Store:
                 return False
             self.update(batch_id, **fields)
             return True
-
-    def set_runner_state(self, batch_id: str, **fields: Any) -> None:
-        """Set runner bookkeeping fields (``done``, ``extra``...) and persist."""
-        with self.lock:
-            rec = self._batches[batch_id]
-            for key, value in fields.items():
-                setattr(rec, key, value)
-            self._save(rec)
 
     def record_progress(
         self,

@@ -49,14 +49,18 @@ def validate_input(data: bytes, endpoint: str) -> Validated:
         except orjson.JSONDecodeError:
             req = None
         if not isinstance(req, dict):
-            errors.append(_error("invalid_json_line", "This line is not parseable as valid JSON.", number))
+            errors.append(
+                _error("invalid_json_line", "This line is not parseable as valid JSON.", number)
+            )
             continue
         cid = req.get("custom_id")
         if not isinstance(cid, str) or not cid:
             errors.append(_error("missing_custom_id", "This line has no custom_id.", number))
         elif cid in seen:
             errors.append(
-                _error("duplicate_custom_id", "The custom_id for this request is a duplicate.", number)
+                _error(
+                    "duplicate_custom_id", "The custom_id for this request is a duplicate.", number
+                )
             )
         else:
             seen.add(cid)

@@ -1,0 +1,91 @@
+"""Build rows/s: a template over 1M rows of ~300-character prompts -> JSONL shards.
+
+Prints the best of a few runs of ``build_plan`` (the bytes and the shards), then the time of
+the shards' sha256 fingerprints (computed lazily, on first access), and the peak RSS.
+
+    python benchmarks/bench_build.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netmind_frames._requests import build_plan
+
+TEXT = (
+    "the product arrived on time and works as described but the battery life is shorter than "
+    "I expected after two weeks of daily use I would still recommend it to friends because "
+    "customer service answered quickly and replaced the charger without questions price was "
+    "fair café naïve déjà vu 😀 really"
+)
+WORDS = TEXT.split(" ")
+MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+PARAMS = {"max_tokens": 5, "temperature": 0}
+
+
+def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Review-like text of ~300 characters; a few rows carry quotes, newlines or tabs."""
+    rng = np.random.default_rng(seed)
+    vocabulary, per_row, parts = pa.array(WORDS), 52, []
+    for start in range(0, rows, 100_000):  # in slices: keeps the generator's own peak low
+        n = min(100_000, rows - start)
+        words = vocabulary.take(pa.array(rng.integers(0, len(WORDS), size=n * per_row)))
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * per_row)
+        parts.append(pc.binary_join(pa.ListArray.from_arrays(offsets, words), " "))
+    text = pd.Series(pd.array(pa.chunked_array(parts).combine_chunks(), dtype="str"))
+    special = rng.random(rows)
+    text = text.where(special > 0.05, text.str.replace("product", '"product"', n=1))
+    text = text.where((special < 0.05) | (special > 0.08), text.str.replace(" but ", "\nbut ", n=1))
+    text = text.where((special < 0.08) | (special > 0.085), text.str.replace(" fair", "\tfair"))
+    return pd.DataFrame({"review": text, "stars": rng.integers(1, 6, size=rows)})
+
+
+def peak_rss_mib() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    frame = make_frame(args.rows)
+    length = frame["review"].str.len().mean()
+    print(f"rows: {args.rows:,}  mean review length: {length:.0f} chars")
+    print(f"peak RSS after generating the frame: {peak_rss_mib():,.0f} MiB")
+    template = (
+        "Classify the sentiment of this review ({stars} stars) as positive or negative:\n{review}"
+    )
+    best, plan = float("inf"), None
+    for _ in range(args.runs):
+        plan = None  # let the previous plan go before building the next
+        start = time.perf_counter()
+        plan = build_plan(
+            frame, template, model=MODEL, system="Answer with one word.", params=PARAMS
+        )
+        best = min(best, time.perf_counter() - start)
+    assert plan is not None
+    size = sum(len(s.data) for s in plan.shards)
+    print(f"build_plan: {best:.3f} s  ->  {args.rows / best:,.0f} rows/s  "
+          f"({size / 2**20:,.0f} MiB in {len(plan.shards)} shards)")  # fmt: skip
+    start = time.perf_counter()
+    for shard in plan.shards:
+        _ = shard.fingerprint
+    hashing = time.perf_counter() - start
+    print(f"sha256 fingerprints: {hashing:.3f} s  ->  build + fingerprint "
+          f"{args.rows / (best + hashing):,.0f} rows/s")  # fmt: skip
+    print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Parse + join lines/s: a 1M-line batch result (output + error file) -> the joined frame.
+
+The files have the shape an OpenAI-compatible server writes: shuffled lines, ~95% successes
+in the output file, ~5% failures in the error file, half of them HTTP errors (shape a) and
+half never executed (shape b). Times ``collect_results`` + ``join_results`` end to end, best
+of a few runs, and prints the peak RSS.
+
+    python benchmarks/bench_parse.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from bench_build import make_frame, peak_rss_mib
+
+from netmind_frames._requests import CHAT_ENDPOINT, RequestPlan, Shard
+from netmind_frames._results import ShardOutcome, collect_results, join_results
+
+MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+ANSWERS = [
+    "positive",
+    "negative",
+    "neutral",
+    "The review is positive: the customer recommends the product.",
+    'Mostly negative; the "battery" complaint dominates.\nScore: 2/5',
+]
+
+
+def _join(*pieces: pa.Array | str) -> pa.Array:
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def success_lines(ids: pa.Array, rng: np.random.Generator) -> pa.Array:
+    """Success lines with every field a real chat.completion carries."""
+    answers = pa.array([a.replace("\n", "\\n").replace('"', '\\"') for a in ANSWERS])
+    answer = answers.take(pa.array(rng.integers(0, len(ANSWERS), len(ids))))
+    prompt_tokens = pc.cast(pa.array(rng.integers(60, 120, len(ids))), pa.string())
+    completion_tokens = pc.cast(pa.array(rng.integers(1, 30, len(ids))), pa.string())
+    return _join(
+        '{"id":"batch_req_', ids, '","custom_id":"', ids,
+        '","response":{"status_code":200,"request_id":"req_', ids,
+        '","body":{"id":"chatcmpl-', ids, '","object":"chat.completion","created":1764288000,',
+        f'"model":"{MODEL}","choices":[{{"index":0,"message":{{"role":"assistant","content":"',
+        answer, '","refusal":null},"logprobs":null,"finish_reason":"stop"}],',
+        '"usage":{"prompt_tokens":', prompt_tokens, ',"completion_tokens":', completion_tokens,
+        ',"total_tokens":100},"system_fingerprint":"fp_1"}},"error":null}\n',
+    )  # fmt: skip
+
+
+def http_error_lines(ids: pa.Array) -> pa.Array:
+    """Shape (a): the request ran, the model API answered 400; top-level error null."""
+    return _join(
+        '{"id":"batch_req_', ids, '","custom_id":"', ids,
+        '","response":{"status_code":400,"request_id":"req_', ids,
+        '","body":{"error":{"message":"This model\'s maximum context length is 8192 tokens.",'
+        '"type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}},'
+        '"error":null}\n',
+    )  # fmt: skip
+
+
+def never_run_lines(ids: pa.Array) -> pa.Array:
+    """Shape (b): never executed; response null, error {code, message}."""
+    return _join(
+        '{"id":"batch_req_', ids, '","custom_id":"', ids, '","response":null,"error":{"code":'
+        '"batch_expired","message":"This request could not be executed before the completion '
+        'window expired."}}\n',
+    )  # fmt: skip
+
+
+def write_files(rows: int, directory: Path, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(rows)  # the server writes lines in any order
+    failing = rng.random(rows) < 0.05
+    ids = pc.cast(pa.array(order), pa.string())
+    fail_ids = ids.filter(pa.array(failing[order]))
+    shape_a = rng.random(len(fail_ids)) < 0.5
+    files = {
+        "output.jsonl": [success_lines(ids.filter(pa.array(~failing[order])), rng)],
+        "error.jsonl": [
+            http_error_lines(fail_ids.filter(pa.array(shape_a))),
+            never_run_lines(fail_ids.filter(pa.array(~shape_a))),
+        ],
+    }
+    paths = []
+    for name, arrays in files.items():
+        path = directory / name
+        with path.open("wb") as out:
+            for lines in arrays:
+                _, offsets, data = lines.buffers()
+                end = int(np.frombuffer(offsets, np.int32)[len(lines)])
+                out.write(memoryview(data)[:end])
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    frame = make_frame(args.rows)
+    positions = np.arange(args.rows, dtype=np.int64)
+    plan = RequestPlan(CHAT_ENDPOINT, args.rows, (Shard(MODEL, b"", positions),))
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_files(args.rows, Path(tmp))
+        size = sum(p.stat().st_size for p in files)
+        print(f"lines: {args.rows:,} in {size / 2**20:,.0f} MiB (output + error file)")
+        print(f"peak RSS before parsing: {peak_rss_mib():,.0f} MiB")
+        best = float("inf")
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            table = collect_results(plan, [ShardOutcome(positions, "expired", files)])
+            out = join_results(frame, table)
+            best = min(best, time.perf_counter() - start)
+    statuses = out["status"].value_counts().to_dict()
+    print(f"parse + join: {best:.3f} s  ->  {args.rows / best:,.0f} lines/s  {statuses}")
+    print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

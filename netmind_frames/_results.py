@@ -1,0 +1,471 @@
+"""Output/error JSONL -> Arrow table -> joined DataFrame.
+
+Each file becomes a *line table* (one row per result line, normalised columns) through
+``pyarrow.json.read_json`` with an explicit, pruned schema, or through a tolerant per-line
+orjson parser when Arrow refuses the file (vLLM's string ``error``, a truncated line, a
+numeric ``custom_id``). Lines map to frame rows through ``RequestPlan.positions_of``; every
+row then points at one line (its own, or a synthetic line saying why it has none), and one
+Arrow ``take`` per column builds the result table: no per-row Python on the fast path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from ._errors import ColumnError, InputError, MissingResultWarning
+from ._requests import RequestPlan
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "ShardOutcome",
+    "Status",
+    "check_result_columns",
+    "collect_results",
+    "join_results",
+]
+
+RESULT_COLUMNS = (
+    "response",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "error_code",
+    "error_message",
+    "status",
+)
+Status = Literal["ok", "failed", "expired", "cancelled"]
+
+_STR = pa.large_string()
+_ERROR = pa.struct([("code", pa.string()), ("type", pa.string()), ("message", pa.string())])
+_LINE_SCHEMA = pa.schema(
+    [
+        ("custom_id", pa.string()),
+        (
+            "response",
+            pa.struct(
+                [
+                    ("status_code", pa.int64()),
+                    (
+                        "body",
+                        pa.struct(
+                            [
+                                (
+                                    "choices",
+                                    pa.list_(
+                                        pa.struct(
+                                            [
+                                                ("message", pa.struct([("content", pa.string())])),
+                                                ("finish_reason", pa.string()),
+                                            ]
+                                        )
+                                    ),
+                                ),
+                                (
+                                    "usage",
+                                    pa.struct(
+                                        [
+                                            ("prompt_tokens", pa.int64()),
+                                            ("completion_tokens", pa.int64()),
+                                        ]
+                                    ),
+                                ),
+                                ("error", _ERROR),
+                            ]
+                        ),
+                    ),
+                ]
+            ),
+        ),
+        ("error", _ERROR),
+    ]
+)
+"""Only the fields we read: everything else in a line is skipped by the Arrow reader."""
+
+#: The normalised line table, whatever parser produced it.
+_LINES = pa.schema(
+    [
+        ("custom_id", _STR),
+        ("ok", pa.bool_()),
+        ("response", _STR),
+        ("finish_reason", _STR),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("error_code", _STR),
+        ("error_message", _STR),
+    ]
+)
+
+#: Why a row has no line, by terminal batch status: (status, error_code, error_message).
+_NO_LINE = {
+    "completed": ("failed", "missing_result", "The batch completed without a result for this row."),
+    "expired": ("expired", "batch_expired", "The batch expired before this request ran."),
+    "cancelled": (
+        "cancelled",
+        "batch_cancelled",
+        "The batch was cancelled before this request ran.",
+    ),
+    "failed": ("failed", "batch_failed", "The batch failed; no request ran."),
+}
+
+
+def _reason(batch_status: str) -> str:
+    """The ``_NO_LINE`` key for a batch status; an unknown status counts as ``completed``."""
+    if batch_status == "cancelling":
+        return "cancelled"
+    return batch_status if batch_status in _NO_LINE else "completed"
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What one shard's batch left behind."""
+
+    positions: np.ndarray
+    """The shard's row positions (``Shard.positions``)."""
+    batch_status: str
+    """Terminal batch status: ``completed``, ``expired``, ``cancelled`` or ``failed``."""
+    files: Sequence[bytes | Path]
+    """The downloaded output and error files (0, 1 or 2; either may be absent)."""
+
+
+def collect_results(plan: RequestPlan, outcomes: Sequence[ShardOutcome]) -> pa.Table:
+    """One row per frame row (``plan.n_rows``), in frame order, with the 7 RESULT_COLUMNS.
+
+    A line is a success iff its ``error`` is null and ``200 <= response.status_code < 300``.
+    Rows without a line take their status from their batch (``expired``, ``cancelled``,
+    ``failed`` with ``batch_failed``); a completed batch that omits rows gives them
+    ``failed`` / ``missing_result`` and a :class:`MissingResultWarning`. Unparseable lines,
+    unknown ids and duplicates are warned about and never joined to a wrong row.
+
+    Example
+    -------
+    >>> table = collect_results(plan, [ShardOutcome(shard.positions, "completed", [out])])
+    >>> table.column("status")
+    """
+    shard_of_row = np.full(plan.n_rows, -1, dtype=np.int64)
+    tables, owners = [], []
+    for number, outcome in enumerate(outcomes):
+        shard_of_row[np.asarray(outcome.positions, dtype=np.int64)] = number
+        for file in outcome.files:
+            lines = _read_lines(file)
+            tables.append(lines)
+            owners.append(np.full(lines.num_rows, number, dtype=np.int64))
+    lines = pa.concat_tables(tables) if tables else _LINES.empty_table()
+    owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
+    line_of_row = _match_lines(plan, lines, owner, shard_of_row)
+    return _assemble(lines, line_of_row, shard_of_row, outcomes)
+
+
+def check_result_columns(frame: pd.DataFrame, prefix: str = "") -> None:
+    """Raise :class:`ColumnError` if a (prefixed) result column already exists in ``frame``.
+
+    Call it before uploading anything, so a collision never costs a batch.
+    """
+    clashes = [prefix + name for name in RESULT_COLUMNS if prefix + name in frame.columns]
+    if clashes:
+        raise ColumnError(
+            f"the frame already has column(s) {', '.join(map(repr, clashes))}, which the "
+            f"results would overwrite; pass a prefix, e.g. prefix='nm_'",
+            column=clashes[0],
+        )
+
+
+def join_results(frame: pd.DataFrame, results: pa.Table, prefix: str = "") -> pd.DataFrame:
+    """A new frame: the input's columns, index and order, plus the result columns (prefixed).
+
+    Strings are ``pd.StringDtype("pyarrow")`` and token counts ``Int64``, missing as ``NA``.
+    The caller's frame is never modified.
+
+    Example
+    -------
+    >>> out = join_results(df, collect_results(plan, outcomes), prefix="nm_")
+    >>> out[["nm_response", "nm_status"]]
+    """
+    check_result_columns(frame, prefix)
+    if results.num_rows != len(frame):
+        raise InputError(f"{results.num_rows} results for a frame of {len(frame)} rows")
+    out = frame.copy(deep=False)  # copy-on-write: adding columns never reaches the caller
+    for name in RESULT_COLUMNS:
+        out[prefix + name] = _to_pandas(results.column(name))
+    return out
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+def _read_lines(file: bytes | Path) -> pa.Table:
+    """A result file as a normalised line table: Arrow when it can, orjson when it must."""
+    data = file if isinstance(file, bytes) else None
+    if data is not None and not data.strip():
+        return _LINES.empty_table()
+    try:
+        source: Any = pa.BufferReader(data) if data is not None else str(file)
+        table = pj.read_json(
+            source,
+            read_options=pj.ReadOptions(block_size=8 << 20),
+            parse_options=pj.ParseOptions(
+                explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return _parse_tolerant(data if data is not None else Path(str(file)).read_bytes())
+    return _normalise(table)
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    """The Arrow-parsed lines -> the normalised line table (vectorised)."""
+    table = table.combine_chunks()
+    response = table.column("response").combine_chunks()
+    body = pc.struct_field(response, "body")
+    error = table.column("error").combine_chunks()
+    status_code = pc.struct_field(response, "status_code")
+    ok = pc.and_kleene(
+        error.is_null(),
+        pc.and_(pc.greater_equal(status_code, 200), pc.less(status_code, 300)),
+    ).fill_null(False)
+    content, finish = _first_choice(pc.struct_field(body, "choices"))
+    usage = pc.struct_field(body, "usage")
+    body_error = pc.struct_field(body, "error")
+    code = pc.coalesce(
+        pc.struct_field(error, "code"),
+        pc.struct_field(error, "type"),
+        pc.struct_field(body_error, "code"),
+        pc.struct_field(body_error, "type"),
+        pc.binary_join_element_wise("http_", pc.cast(status_code, pa.string()), ""),
+        "unknown_error",
+    )
+    message = pc.coalesce(pc.struct_field(error, "message"), pc.struct_field(body_error, "message"))
+    failed = pc.invert(ok)
+    columns = [
+        table.column("custom_id").combine_chunks(),
+        ok,
+        *(
+            _null_where(failed, value)
+            for value in (
+                content,
+                finish,
+                pc.struct_field(usage, "prompt_tokens"),
+                pc.struct_field(usage, "completion_tokens"),
+            )
+        ),
+        _null_where(ok, code),
+        _null_where(ok, message),
+    ]
+    return pa.Table.from_arrays(
+        [pc.cast(c, f.type) for c, f in zip(columns, _LINES, strict=True)], schema=_LINES
+    )
+
+
+def _null_where(mask: pa.Array, values: pa.Array) -> pa.Array:
+    return pc.if_else(mask, pa.scalar(None, values.type), values)
+
+
+def _first_choice(choices: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``choices[0].message.content`` and ``.finish_reason``; null for a null or empty list.
+
+    ``list_element(..., 0)`` raises on an empty list, so take by offsets where length > 0.
+    """
+    lengths = np.asarray(pc.list_value_length(choices).fill_null(0), dtype=np.int64)
+    offsets = np.asarray(choices.offsets, dtype=np.int64)[:-1]
+    index = pa.array(offsets, mask=lengths == 0)
+    first = choices.values.take(index)
+    content = pc.struct_field(pc.struct_field(first, "message"), "content")
+    return content, pc.struct_field(first, "finish_reason")
+
+
+def _parse_tolerant(data: bytes) -> pa.Table:
+    """Per-line orjson parsing for files Arrow refuses; bad lines are warned about, skipped."""
+    rows: list[tuple[Any, ...]] = []
+    bad = 0
+    for raw in data.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(line, dict):
+            rows.append(_line_fields(line))
+        else:
+            bad += 1
+    if bad:
+        warnings.warn(
+            f"{bad} result line(s) are not valid JSON objects and were ignored; "
+            "their rows count as missing",
+            MissingResultWarning,
+            stacklevel=4,
+        )
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * len(_LINES)
+    return pa.Table.from_arrays(
+        [pa.array(c, type=f.type) for c, f in zip(columns, _LINES, strict=True)], schema=_LINES
+    )
+
+
+def _line_fields(line: dict[str, Any]) -> tuple[Any, ...]:
+    """One parsed line -> the values of the normalised line table, defensively."""
+    custom_id = line.get("custom_id")
+    if isinstance(custom_id, int) and not isinstance(custom_id, bool):
+        custom_id = str(custom_id)
+    elif not isinstance(custom_id, str):
+        custom_id = None
+    response = _dict(line.get("response"))
+    body = _dict(response.get("body"))
+    status_code = response.get("status_code")
+    error = line.get("error")
+    ok = error is None and isinstance(status_code, int) and 200 <= status_code < 300
+    if ok:
+        content, finish = _choice_fields(body)
+        usage = _dict(body.get("usage"))
+        return (custom_id, True, content, finish, _int(usage.get("prompt_tokens")),
+                _int(usage.get("completion_tokens")), None, None)  # fmt: skip
+    code, message = _error_fields(error, _dict(body.get("error")), status_code)
+    return (custom_id, False, None, None, None, None, code, message)
+
+
+def _choice_fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return None, None
+    first = _dict(choices[0])
+    return _str(_dict(first.get("message")).get("content")), _str(first.get("finish_reason"))
+
+
+def _error_fields(
+    error: Any, body_error: dict[str, Any], status_code: Any
+) -> tuple[str, str | None]:
+    """(code, message): the top-level ``error`` first, then ``response.body.error``."""
+    if isinstance(error, str):  # vLLM writes the message as a plain string
+        return f"http_{status_code}" if isinstance(status_code, int) else "error", error
+    top = _dict(error)
+    code = _str(top.get("code")) or _str(top.get("type"))
+    code = code or _str(body_error.get("code")) or _str(body_error.get("type"))
+    if code is None:
+        code = f"http_{status_code}" if isinstance(status_code, int) else "unknown_error"
+    return code, _str(top.get("message")) or _str(body_error.get("message"))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- matching lines to rows -------------------------------------------------------------------
+
+
+def _match_lines(
+    plan: RequestPlan, lines: pa.Table, owner: np.ndarray, shard_of_row: np.ndarray
+) -> np.ndarray:
+    """For each frame row, the index of its line in ``lines`` (-1 if none).
+
+    A line counts only if its id is in the plan *and* belongs to the shard whose files it
+    came from; of duplicates, a success wins.
+    """
+    positions = plan.positions_of(lines.column("custom_id"))
+    known = positions >= 0
+    known[known] = shard_of_row[positions[known]] == owner[known]
+    if not known.all():
+        warnings.warn(
+            f"{int((~known).sum())} result line(s) have a custom_id that is not in this "
+            "request plan (or not in the batch they came from) and were ignored",
+            MissingResultWarning,
+            stacklevel=3,
+        )
+    line_of_row = np.full(plan.n_rows, -1, dtype=np.int64)
+    ok = np.asarray(lines.column("ok"), dtype=bool)
+    index = np.arange(lines.num_rows, dtype=np.int64)
+    for keep in (known & ~ok, known & ok):  # successes written last, so they win
+        line_of_row[positions[keep]] = index[keep]
+    duplicated = int(known.sum()) - int(np.count_nonzero(line_of_row >= 0))
+    if duplicated:
+        warnings.warn(
+            f"{duplicated} duplicate result line(s) for the same custom_id were ignored "
+            "(a success is kept over a failure)",
+            MissingResultWarning,
+            stacklevel=3,
+        )
+    return line_of_row
+
+
+def _assemble(
+    lines: pa.Table,
+    line_of_row: np.ndarray,
+    shard_of_row: np.ndarray,
+    outcomes: Sequence[ShardOutcome],
+) -> pa.Table:
+    """Take every row's line; rows without one point at a synthetic 'why' line."""
+    kinds = list(_NO_LINE)
+    # Per shard (and a last entry for rows of no shard): which synthetic line explains a gap.
+    by_shard = [kinds.index(_reason(o.batch_status)) for o in outcomes]
+    reason_of_shard = np.array([*by_shard, kinds.index("completed")], dtype=np.int64)
+    missing = np.flatnonzero(line_of_row < 0)
+    reason_codes = reason_of_shard[shard_of_row[missing]]
+    line_of_row[missing] = lines.num_rows + reason_codes
+    n_missing = int(np.count_nonzero(reason_codes == kinds.index("completed")))
+    if n_missing:
+        warnings.warn(
+            f"{n_missing} row(s) got no result line although their batch ended; they are "
+            "reported as failed with error_code 'missing_result'",
+            MissingResultWarning,
+            stacklevel=3,
+        )
+    table = pa.concat_tables([lines, _synthetic_lines(kinds)])
+    status = _status(table)
+    take = pa.array(line_of_row)
+    columns = {name: table.column(name).take(take) for name in RESULT_COLUMNS if name != "status"}
+    columns["status"] = status.take(take)
+    return pa.table({name: columns[name] for name in RESULT_COLUMNS})
+
+
+def _synthetic_lines(kinds: list[str]) -> pa.Table:
+    codes = [_NO_LINE[k][1] for k in kinds]
+    messages = [_NO_LINE[k][2] for k in kinds]
+    n = len(kinds)
+    arrays = [[None] * n, [False] * n, [None] * n, [None] * n, [None] * n, [None] * n, codes,
+              messages]  # fmt: skip
+    return pa.Table.from_arrays(
+        [pa.array(a, f.type) for a, f in zip(arrays, _LINES, strict=True)], schema=_LINES
+    )
+
+
+def _status(table: pa.Table) -> pa.ChunkedArray:
+    """ok / expired / cancelled / failed, from the success flag and the error code."""
+    code = table.column("error_code")
+    status = pc.if_else(
+        table.column("ok"),
+        "ok",
+        pc.if_else(
+            pc.equal(code, "batch_expired").fill_null(False),
+            "expired",
+            pc.if_else(pc.equal(code, "batch_cancelled").fill_null(False), "cancelled", "failed"),
+        ),
+    )
+    return pc.cast(status, _STR)
+
+
+def _to_pandas(column: pa.ChunkedArray) -> pd.api.extensions.ExtensionArray:
+    if pa.types.is_integer(column.type):
+        values = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        mask = np.asarray(values.is_null(), dtype=bool)
+        data = np.asarray(values.fill_null(0), dtype=np.int64)
+        return pd.arrays.IntegerArray(data, mask)
+    return pd.array(pc.cast(column, _STR), dtype=pd.StringDtype("pyarrow"))

@@ -1,0 +1,188 @@
+"""Routes of the Batch API and the synchronous chat endpoint, served under both prefixes.
+
+``/v1`` is OpenAI's dialect and ``/inference-api/openai/v1`` Netmind's; both see the same
+batches and files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ._context import ctx
+from ._engine import complete
+from ._envelope import ApiError, JSONResponse, not_found
+from ._ids import is_batch_id, is_file_id
+from ._objects import int_param, page
+from ._store import StoreError
+
+PREFIXES = ("/v1", "/inference-api/openai/v1")
+ENDPOINT = "/v1/chat/completions"
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.")
+    return body
+
+
+def _metadata(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    ok = (
+        isinstance(value, dict)
+        and len(value) <= 16
+        and all(isinstance(k, str) and len(k) <= 64 for k in value)
+        and all(isinstance(v, str) and len(v) <= 512 for v in value.values())
+    )
+    if not ok:
+        raise ApiError(
+            400,
+            "'metadata' must map at most 16 string keys (<= 64 chars) to strings (<= 512 chars).",
+            param="metadata",
+        )
+    return dict(value)
+
+
+def _output_expiry(value: Any) -> int | None:
+    if value is None:
+        return None
+    seconds = value.get("seconds") if isinstance(value, dict) else None
+    if (
+        not isinstance(value, dict)
+        or value.get("anchor") != "created_at"
+        or not isinstance(seconds, int)
+        or not 3600 <= seconds <= 2_592_000
+    ):
+        raise ApiError(400, "Invalid 'output_expires_after'.", param="output_expires_after")
+    return seconds
+
+
+async def create_batch(request: Request) -> Response:
+    """``POST .../batches``: validate the call (400 on bad arguments) and queue the batch."""
+    body = await _json_object(request)
+    c = ctx(request)
+    file_id = body.get("input_file_id")
+    if not isinstance(file_id, str) or not file_id:
+        raise ApiError(400, "Missing required parameter: 'input_file_id'.", param="input_file_id")
+    rec = c.store.get_file(file_id) if is_file_id(file_id) else None
+    if rec is None:
+        raise ApiError(
+            400, f"Invalid 'input_file_id': {file_id!r}. File not found.", param="input_file_id"
+        )
+    if rec.purpose != "batch":
+        raise ApiError(400, "The input file must have purpose 'batch'.", param="input_file_id")
+    endpoint = body.get("endpoint")
+    if endpoint != ENDPOINT:
+        raise ApiError(
+            400,
+            f"Invalid 'endpoint': the local server supports only {ENDPOINT}.",
+            param="endpoint",
+            code="invalid_value",
+        )
+    if body.get("completion_window") != "24h":
+        raise ApiError(
+            400,
+            "Invalid 'completion_window': only '24h' is supported.",
+            param="completion_window",
+            code="invalid_value",
+        )
+    metadata = _metadata(body.get("metadata"))
+    output_expiry = _output_expiry(body.get("output_expires_after"))
+    now = time.time()
+    deadline = None if c.expire_after is None else now + c.expire_after
+    obj: dict[str, Any] = {
+        "object": "batch",
+        "endpoint": endpoint,
+        "model": None,
+        "errors": None,
+        "input_file_id": file_id,
+        "completion_window": "24h",
+        "status": "validating",
+        "output_file_id": None,
+        "error_file_id": None,
+        "created_at": int(now),
+        "in_progress_at": None,
+        "expires_at": None if deadline is None else math.ceil(deadline),
+        "finalizing_at": None,
+        "completed_at": None,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        },
+        "metadata": metadata,
+    }
+    created = c.store.add_batch(
+        obj, deadline=deadline, seed=c.seed, shuffle=c.shuffle, output_expires_seconds=output_expiry
+    )
+    c.runner.wake()
+    return JSONResponse(created)
+
+
+async def list_batches(request: Request) -> Response:
+    """``GET .../batches?limit=&after=``: newest first, OpenAI's list envelope."""
+    after = request.query_params.get("after")
+    if after is not None and not is_batch_id(after):
+        raise ApiError(400, "'after' must be a batch id.", param="after")
+    limit = int_param(request, "limit", 20, 1, 100)
+    return JSONResponse(page(ctx(request).store.list_batches(), after=after, limit=limit))
+
+
+async def retrieve_batch(request: Request) -> Response:
+    """``GET .../batches/{id}``."""
+    batch_id = request.path_params["batch_id"]
+    obj = ctx(request).store.get_batch(batch_id)
+    if obj is None:
+        raise not_found("Batch", batch_id)
+    return JSONResponse(obj)
+
+
+async def cancel_batch(request: Request) -> Response:
+    """``POST .../batches/{id}/cancel``: ``cancelling`` now, later ``cancelled``."""
+    batch_id = request.path_params["batch_id"]
+    c = ctx(request)
+    try:
+        obj = c.store.request_cancel(batch_id)
+    except StoreError as exc:
+        raise ApiError(400, str(exc), param="batch_id") from None
+    if obj is None:
+        raise not_found("Batch", batch_id)
+    c.runner.wake()
+    return JSONResponse(obj)
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST .../chat/completions``: answered at once by the echo engine."""
+    status, body = complete(await _json_object(request))
+    return JSONResponse(body, status_code=status)
+
+
+routes = [
+    route
+    for prefix in PREFIXES
+    for route in (
+        Route(f"{prefix}/batches", create_batch, methods=["POST"]),
+        Route(f"{prefix}/batches", list_batches, methods=["GET"]),
+        Route(f"{prefix}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
+        Route(f"{prefix}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
+        Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]),
+    )
+]

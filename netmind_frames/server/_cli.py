@@ -1,0 +1,199 @@
+"""The ``netmind-frames serve`` subcommand: a thin shell over :class:`LocalBatchServer`."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import signal
+import sys
+import threading
+from typing import Any, TextIO
+
+from ._server import DEFAULT_MAX_BODY_BYTES, LocalBatchServer
+
+SERVE_SECONDS_PER_REQUEST = 0.003
+
+_DESCRIPTION = """\
+Run the local batch server: Netmind's and OpenAI's Batch + File APIs on one port, answered by
+the deterministic echo engine. It is not Netmind: use it for offline work, tests and CI.
+
+example:
+  netmind-frames serve --port 8000 --seconds-per-request 0.01 --fail-rate 0.02
+  NETMIND_LOCAL_KEY=secret netmind-frames serve --api-key-env NETMIND_LOCAL_KEY
+"""
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _env_name(text: str) -> str:
+    # The message must not echo the value: it may be a key pasted by mistake.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError("must be the NAME of an environment variable, not a key")
+    return text
+
+
+class _RefuseSecret(argparse.Action):
+    """``--api-key``: refused without echoing the value, so a pasted key stays off the screen."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        parser.error(
+            "--api-key is not accepted; put the key in an environment variable "
+            "and pass --api-key-env NAME"
+        )
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``serve`` on an argparse subparsers object and return its parser.
+
+    The parser's ``func`` default is :func:`run_serve`, which takes the parsed namespace.
+
+    Example
+    -------
+    >>> parser = argparse.ArgumentParser(prog="netmind-frames")
+    >>> _ = add_serve_parser(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["serve", "--port", "8000"]).port
+    8000
+    """
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the local batch server (Netmind + OpenAI dialects) until interrupted",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # "--api-key SECRET" must not pass as --api-key-env
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="port, 0 for any free one (default: 8000)"
+    )
+    p.add_argument(
+        "--seconds-per-request",
+        type=_non_negative,
+        default=SERVE_SECONDS_PER_REQUEST,
+        metavar="S",
+        help=f"pace of each batch, 0 = immediate (default: {SERVE_SECONDS_PER_REQUEST})",
+    )
+    p.add_argument(
+        "--fail-rate",
+        type=_rate,
+        default=0.0,
+        metavar="F",
+        help="fraction of requests that end as 500 error lines (default: 0)",
+    )
+    p.add_argument(
+        "--fault-rate",
+        type=_rate,
+        default=0.0,
+        metavar="F",
+        help="fraction of HTTP calls answered 429/500 or dropped (default: 0)",
+    )
+    p.add_argument(
+        "--expire-after",
+        type=_non_negative,
+        default=None,
+        metavar="S",
+        help="seconds after creation at which unfinished batches expire (default: never)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of shuffle and injected failures")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="keep files and batches here so they survive a restart (default: temporary)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        type=_env_name,
+        default=None,
+        metavar="NAME",
+        help="require the API key held in this environment variable (default: accept any key)",
+    )
+    p.add_argument("--api-key", action=_RefuseSecret, help=argparse.SUPPRESS)
+    p.add_argument("--no-shuffle", action="store_true", help="keep output lines in input order")
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        metavar="N",
+        help=f"reject request bodies above N bytes with 413 (default: {DEFAULT_MAX_BODY_BYTES})",
+    )
+    p.set_defaults(func=run_serve)
+    return p
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_serve(
+    args: argparse.Namespace, *, stop: threading.Event | None = None, out: TextIO | None = None
+) -> int:
+    """Run the server described by ``args`` until Ctrl-C, SIGTERM or ``stop`` is set.
+
+    Returns the exit status (2 when ``--api-key-env`` names an unset variable).
+    """
+    out = out or sys.stdout
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            print(f"error: environment variable {args.api_key_env} is not set", file=sys.stderr)
+            return 2
+    if not _is_loopback(args.host):
+        print(
+            f"warning: listening on {args.host}, reachable from other machines"
+            + ("" if api_key else "; consider --api-key-env"),
+            file=sys.stderr,
+        )
+    server = LocalBatchServer(
+        host=args.host,
+        port=args.port,
+        seconds_per_request=args.seconds_per_request,
+        fail_rate=args.fail_rate,
+        fault_rate=args.fault_rate,
+        expire_after=args.expire_after,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        api_key=api_key,
+        shuffle=not args.no_shuffle,
+        max_body_bytes=args.max_body_bytes,
+    )
+    stop = stop or threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with server:
+            print("netmind-frames local batch server (not Netmind; echo engine)", file=out)
+            print(f"  Netmind base URL: {server.base_url}", file=out)
+            print(f"  OpenAI base URL:  {server.openai_base_url}", file=out)
+            key_note = f"from ${args.api_key_env}" if api_key else "any (e.g. 'local')"
+            print(f"  API key:          {key_note}", file=out)
+            print("Press Ctrl-C to stop.", file=out, flush=True)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 0

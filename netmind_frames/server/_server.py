@@ -1,0 +1,251 @@
+"""``LocalBatchServer``: the local batch server running in a background thread."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from ._app import build_app
+from ._context import Context
+from ._presign import load_secret
+from ._runner import Runner
+from ._store import Store
+
+DEFAULT_MAX_BODY_BYTES = 200 * 1024 * 1024
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+class LocalBatchServer:
+    """Netmind's and OpenAI's Batch + File APIs on loopback, answered by the ``echo`` engine.
+
+    Not Netmind: a faithful emulation of the wire contract for tests, CI and offline work.
+
+    Parameters
+    ----------
+    seconds_per_request:
+        Pace of each batch; 0 (default) runs every request at once.
+    fail_rate:
+        Fraction of requests that end as 500 error lines (seeded).
+    fault_rate:
+        Fraction of HTTP calls answered 429 (``Retry-After: 0``) or 500, or whose connection is
+        dropped after the call was processed; presigned URLs included (seeded).
+    expire_after:
+        Seconds after creation at which an unfinished batch expires; None never.
+    seed:
+        Seed of the output shuffle, ``fail_rate`` and ``fault_rate``.
+    data_dir:
+        Directory for files and batch state; a new server on it carries on where the last one
+        stopped. None keeps state in a temporary directory removed by :meth:`stop`.
+    api_key:
+        When set, every call but a presigned URL needs ``Authorization: Bearer <key>`` (or the
+        raw key); otherwise any key is accepted.
+    max_body_bytes:
+        Request bodies above this get 413 (default 200 MiB).
+    shuffle:
+        Shuffle output lines (seeded); False keeps input order.
+    host, port:
+        Where to listen; loopback and an ephemeral port by default.
+    presign_ttl:
+        Lifetime of presigned URLs in seconds (Netmind: 2 hours).
+
+    Example
+    -------
+    >>> with LocalBatchServer() as server:  # doctest: +SKIP
+    ...     client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key)
+    """
+
+    def __init__(
+        self,
+        *,
+        seconds_per_request: float = 0.0,
+        fail_rate: float = 0.0,
+        fault_rate: float = 0.0,
+        expire_after: float | None = None,
+        seed: int = 0,
+        data_dir: str | os.PathLike[str] | None = None,
+        api_key: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        shuffle: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        presign_ttl: float = 7200.0,
+    ) -> None:
+        if seconds_per_request < 0:
+            raise ValueError("seconds_per_request must be >= 0")
+        for name, rate in (("fail_rate", fail_rate), ("fault_rate", fault_rate)):
+            if not 0 <= rate <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if expire_after is not None and expire_after < 0:
+            raise ValueError("expire_after must be >= 0 or None")
+        if max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        if api_key is not None and not api_key:
+            raise ValueError("api_key must be a non-empty string or None")
+        self.seconds_per_request = float(seconds_per_request)
+        self.fail_rate = float(fail_rate)
+        self.fault_rate = float(fault_rate)
+        self.expire_after = expire_after
+        self.seed = int(seed)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._api_key = api_key
+        self.max_body_bytes = int(max_body_bytes)
+        self.shuffle = bool(shuffle)
+        self.host = host
+        self._port_arg = int(port)
+        self.port = int(port)
+        self.presign_ttl = float(presign_ttl)
+        self._lock = threading.Lock()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._socket: socket.socket | None = None
+        self._uvicorn: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: Runner | None = None
+
+    # -- addresses -----------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        """``http://host:port`` of the running server (a wildcard host reads as loopback)."""
+        if self._socket is None:
+            raise RuntimeError("the server is not running; call start() first")
+        host = _WILDCARDS.get(self.host, self.host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Netmind dialect base URL: ``origin + /inference-api/openai/v1``."""
+        return self.origin + "/inference-api/openai/v1"
+
+    @property
+    def openai_base_url(self) -> str:
+        """OpenAI dialect base URL: ``origin + /v1``."""
+        return self.origin + "/v1"
+
+    @property
+    def api_key(self) -> str:
+        """The configured key, or ``"local"`` when none is set (any key is accepted then)."""
+        return self._api_key if self._api_key is not None else "local"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._thread is not None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> LocalBatchServer:
+        """Start serving in background threads; return once the socket accepts connections."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            if self.data_dir is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="netmind-frames-server-")
+                root = Path(self._tmp.name)
+            else:
+                root = self.data_dir
+                root.mkdir(parents=True, exist_ok=True)
+            store = Store(root)
+            runner = Runner(
+                store, seconds_per_request=self.seconds_per_request, fail_rate=self.fail_rate
+            )
+            context = Context(
+                store=store,
+                runner=runner,
+                secret=load_secret(root),
+                presign_ttl=self.presign_ttl,
+                expire_after=self.expire_after,
+                seed=self.seed,
+                shuffle=self.shuffle,
+            )
+            app = build_app(
+                context,
+                api_key=self._api_key,
+                fault_rate=self.fault_rate,
+                seed=self.seed,
+                max_body_bytes=self.max_body_bytes,
+            )
+            family, kind, proto, _, _ = socket.getaddrinfo(
+                self.host, self._port_arg, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )[0]
+            # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and
+            # without it every response waits ~40 ms for a delayed ACK.
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self._port_arg))
+            except OSError:
+                sock.close()
+                self._cleanup_tmp()
+                raise
+            self.port = sock.getsockname()[1]
+            config = uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                http="h11",
+                ws="none",
+                timeout_graceful_shutdown=2,
+            )
+            server = uvicorn.Server(config)
+            thread = threading.Thread(
+                target=server.run,
+                kwargs={"sockets": [sock]},
+                name="netmind-frames-server",
+                daemon=True,
+            )
+            self._socket, self._uvicorn, self._thread, self._runner = sock, server, thread, runner
+            runner.start()
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    self._stop_locked()
+                    raise RuntimeError("the local batch server failed to start")
+                time.sleep(0.005)
+            return self
+
+    def stop(self) -> None:
+        """Stop serving and stop the runner; idempotent. In-flight batches resume on restart."""
+        with self._lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join()
+        if self._runner is not None:
+            self._runner.stop()
+        if self._socket is not None:
+            self._socket.close()
+        self._uvicorn = self._thread = self._runner = self._socket = None
+        self._cleanup_tmp()
+
+    def _cleanup_tmp(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LocalBatchServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.origin if self._socket is not None else "stopped"
+        key = "set" if self._api_key is not None else "any"
+        return f"<LocalBatchServer {where} data_dir={self.data_dir!s} api_key={key}>"

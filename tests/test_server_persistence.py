@@ -1,0 +1,96 @@
+"""``data_dir``: files and batches survive a restart, and in-flight batches carry on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import openai
+from conftest_server import content, rows, start_batch, upload, wait_for, wait_terminal
+
+from netmind_frames.server import LocalBatchServer
+
+
+def _completed(batch: Any) -> int:
+    return int(batch.request_counts.completed)
+
+
+def client_for(srv: LocalBatchServer) -> openai.OpenAI:
+    """An openai client on ``srv`` without retries."""
+    return openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key, max_retries=0)
+
+
+def test_restart_mid_batch_finishes_every_request_once(tmp_path: Path) -> None:
+    with (
+        LocalBatchServer(data_dir=tmp_path, seconds_per_request=0.01, seed=9) as srv,
+        client_for(srv) as client,
+    ):
+        created = start_batch(client, rows(300), metadata={"run": "1"})
+        running: Any = wait_for(
+            lambda: _completed(b := client.batches.retrieve(created.id)) >= 20 and b
+        )
+        assert running.status == "in_progress"
+    stopped_at = running.request_counts.completed
+    with LocalBatchServer(data_dir=tmp_path, seed=9) as srv, client_for(srv) as client:
+        batch = wait_terminal(client, created.id)
+        lines = content(client, batch.output_file_id)
+        assert client.files.retrieve(created.input_file_id).bytes == len(rows(300))
+    assert batch.status == "completed" and batch.metadata == {"run": "1"}
+    assert batch.request_counts.completed == 300 >= stopped_at
+    assert batch.in_progress_at == running.in_progress_at
+    ids = [line["custom_id"] for line in lines]
+    assert len(ids) == 300 and sorted(ids, key=int) == [str(i) for i in range(300)]
+
+
+def test_files_and_batches_survive_restart(tmp_path: Path) -> None:
+    with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:
+        file_id = upload(client, rows(3))
+        batch = wait_terminal(client, start_batch(client, rows(2)).id)
+    with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:
+        assert client.files.content(file_id).content == rows(3)
+        again = client.batches.retrieve(batch.id)
+        assert again.model_dump() == batch.model_dump()
+        assert len(content(client, again.output_file_id)) == 2
+        assert [b.id for b in client.batches.list()] == [batch.id]
+
+
+def test_restart_keeps_presigned_urls_valid(tmp_path: Path) -> None:
+    with LocalBatchServer(data_dir=tmp_path) as srv, httpx2.Client(base_url=srv.origin) as http:
+        created = http.post("/v1/files", json={"file_name": "a.jsonl", "purpose": "batch"}).json()
+    with LocalBatchServer(data_dir=tmp_path) as srv, httpx2.Client(base_url=srv.origin) as http:
+        # Same data_dir, new port: the signature still holds.
+        url = (
+            urlsplit(created["presigned_url"])._replace(netloc=urlsplit(srv.origin).netloc).geturl()
+        )
+        assert httpx2.put(url, content=b"data").status_code == 200
+        assert http.get(f"/v1/files/{created['id']}/content").content == b"data"
+
+
+def test_temporary_state_is_removed_on_stop() -> None:
+    srv = LocalBatchServer().start()
+    with client_for(srv) as client:
+        upload(client, rows(1))
+    root = srv._tmp.name if srv._tmp else None
+    srv.stop()
+    srv.stop()  # idempotent
+    assert root is not None and not Path(root).exists()
+    assert not srv.running
+
+
+def test_lines_written_after_the_last_saved_state_are_not_duplicated(tmp_path: Path) -> None:
+    """After an unclean stop, result lines beyond the saved offset are dropped and redone once."""
+    with (
+        LocalBatchServer(data_dir=tmp_path, seconds_per_request=0.01) as srv,
+        client_for(srv) as client,
+    ):
+        created = start_batch(client, rows(200))
+        wait_for(lambda: _completed(client.batches.retrieve(created.id)) >= 10)
+    part = tmp_path / "batches" / f"{created.id}.out"
+    with part.open("ab") as fh:  # as if the process died between writing lines and state
+        fh.write(b'{"custom_id": "0", "partial": true}\n')
+    with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:
+        batch = wait_terminal(client, created.id)
+        ids = [line["custom_id"] for line in content(client, batch.output_file_id)]
+    assert sorted(ids, key=int) == [str(i) for i in range(200)]

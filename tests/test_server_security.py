@@ -1,0 +1,203 @@
+"""Safety of the local server: API key, ids that never become paths, body cap, injected faults."""
+
+from __future__ import annotations
+
+import http.client
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+from conftest_server import ENDPOINT, rows, run_batch, start_batch
+
+from netmind_frames.server import LocalBatchServer
+
+KEY = "sk-local-secret-123"
+
+
+@pytest.fixture
+def keyed_server() -> Iterator[LocalBatchServer]:
+    """A server that requires ``KEY``."""
+    with LocalBatchServer(api_key=KEY) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param({}, 401, id="no-header"),
+        pytest.param({"Authorization": "Bearer wrong"}, 401, id="wrong-bearer"),
+        pytest.param({"Authorization": "wrong"}, 401, id="wrong-raw"),
+        pytest.param({"Authorization": f"Bearer {KEY}x"}, 401, id="key-prefix-only"),
+        pytest.param({"Authorization": f"Bearer {KEY}"}, 200, id="bearer"),
+        pytest.param({"Authorization": f"bearer {KEY}"}, 200, id="bearer-lowercase"),
+        pytest.param({"Authorization": KEY}, 200, id="raw-key"),
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/v1/files", id="files"),
+        pytest.param("/inference-api/openai/v1/batches", id="batches"),
+    ],
+)
+def test_api_key(
+    keyed_server: LocalBatchServer, headers: dict[str, str], status: int, path: str
+) -> None:
+    answer = httpx2.get(keyed_server.origin + path, headers=headers)
+    assert answer.status_code == status
+    if status == 401:
+        error = answer.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert KEY not in answer.text
+
+
+def test_key_is_never_shown(keyed_server: LocalBatchServer) -> None:
+    assert keyed_server.api_key == KEY
+    assert KEY not in repr(keyed_server) and KEY not in str(keyed_server)
+    with openai.OpenAI(base_url=keyed_server.openai_base_url, api_key="nope", max_retries=0) as bad:
+        with pytest.raises(openai.AuthenticationError) as info:
+            bad.batches.list()
+        assert "nope" not in str(info.value)
+
+
+def test_presigned_urls_need_no_key(keyed_server: LocalBatchServer) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx2.Client(base_url=keyed_server.origin, headers=headers) as http:
+        url = http.post("/v1/files", json={"file_name": "a.jsonl", "purpose": "batch"}).json()[
+            "presigned_url"
+        ]
+        assert httpx2.put(url, content=rows(1)).status_code == 200
+
+
+def test_default_server_accepts_any_key(local_server: LocalBatchServer) -> None:
+    assert local_server.api_key == "local"
+    assert httpx2.get(local_server.origin + "/v1/files").status_code == 200
+    answer = httpx2.get(local_server.origin + "/v1/files", headers={"Authorization": "whatever"})
+    assert answer.status_code == 200
+
+
+BAD_IDS = [
+    "../../../../etc/passwd",
+    "..%2F..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "..",
+    "%2e%2e",
+    "file-..%2f..%2fpresign.key",
+    "batch_..%2F..%2Fpresign.key",
+    "file-000000000000000000000000%00",
+    "FILE-000000000000000000000000",
+    "file-000000000000000000000000.json",
+    "presign.key",
+]
+PATHS = [
+    "GET /v1/files/{id}",
+    "DELETE /v1/files/{id}",
+    "GET /v1/files/{id}/content",
+    "GET /v1/files/{id}/presigned_url",
+    "GET /v1/batches/{id}",
+    "POST /v1/batches/{id}/cancel",
+    "GET /inference-api/openai/v1/batches/{id}",
+    "POST /inference-api/openai/v1/batches/{id}/cancel",
+    "PUT /_presigned/{id}?op=put&expires=9999999999&sig=00",
+    "GET /_presigned/{id}?op=get&expires=9999999999&sig=00",
+    "GET /v1/batches?after={id}",
+    "GET /v1/files?after={id}",
+]
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def traversal_target(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalBatchServer, Path]]:
+    """A server on a data_dir holding one finished batch."""
+    root = tmp_path_factory.mktemp("traversal")
+    with (
+        LocalBatchServer(data_dir=root) as srv,
+        openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key, max_retries=0) as client,
+    ):
+        run_batch(client, rows(2))
+        yield srv, root
+
+
+@pytest.mark.parametrize("template", [pytest.param(p, id=p) for p in PATHS])
+def test_path_traversal_is_rejected(
+    traversal_target: tuple[LocalBatchServer, Path], template: str
+) -> None:
+    """Every id position rejects traversal attempts with 4xx and leaves the state untouched."""
+    srv, root = traversal_target
+    before = _tree(root)
+    method, path = template.split(" ")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        for bad in BAD_IDS:
+            conn.request(method, path.format(id=bad), body=b"evil" if method == "PUT" else None)
+            answer = conn.getresponse()
+            body = answer.read()
+            assert 400 <= answer.status < 500, (bad, answer.status)
+            assert b"root:" not in body
+    finally:
+        conn.close()
+    assert _tree(root) == before
+
+
+def test_oversized_bodies_get_413() -> None:
+    big = rows(100)
+    assert len(big) > 4096
+    with LocalBatchServer(max_body_bytes=4096) as srv, httpx2.Client(base_url=srv.origin) as http:
+        with openai.OpenAI(
+            base_url=srv.openai_base_url, api_key=srv.api_key, max_retries=0
+        ) as client:
+            with pytest.raises(openai.APIStatusError) as info:
+                client.files.create(file=("batch.jsonl", big, "application/jsonl"), purpose="batch")
+            assert info.value.status_code == 413
+            small = client.files.create(
+                file=("batch.jsonl", rows(2), "application/jsonl"), purpose="batch"
+            )
+        created = http.post("/v1/files", json={"file_name": "a.jsonl", "purpose": "batch"}).json()
+        assert httpx2.put(created["presigned_url"], content=big).status_code == 413
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+            for i in range(0, len(big), 1000):
+                yield big[i : i + 1000]
+
+        answer = httpx2.put(created["presigned_url"], content=chunks())
+        assert answer.status_code == 413
+        assert answer.json()["error"]["code"] == "body_too_large"
+        listing = http.get("/v1/files").json()
+        assert [(f["id"]) for f in listing] == [small.id, created["id"]]
+        assert http.get(f"/v1/files/{created['id']}").json()["bytes"] == 0
+
+
+def test_fault_rate_answers_429_500_and_drops() -> None:
+    outcomes: Counter[str] = Counter()
+    with LocalBatchServer(fault_rate=0.6, seed=1) as srv, httpx2.Client() as http:
+        for _ in range(60):
+            try:
+                answer = http.get(srv.origin + "/v1/batches")
+            except httpx2.TransportError:
+                outcomes["drop"] += 1
+                continue
+            outcomes[str(answer.status_code)] += 1
+            if answer.status_code == 429:
+                assert answer.headers["retry-after"] == "0"
+                assert answer.json()["error"]["code"] == "rate_limit_exceeded"
+            if answer.status_code == 500:
+                assert answer.json()["error"]["type"] == "server_error"
+    assert set(outcomes) == {"200", "429", "500", "drop"}
+
+
+def test_openai_client_survives_faults() -> None:
+    with (
+        LocalBatchServer(fault_rate=0.2, seed=3) as srv,
+        openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key, max_retries=10) as client,
+    ):
+        start_batch(client, rows(5))
+        batches = client.batches.list().data  # a dropped create may have made two
+        assert batches and {b.endpoint for b in batches} == {ENDPOINT}
