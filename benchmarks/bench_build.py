@@ -29,22 +29,28 @@ TEXT = (
 WORDS = TEXT.split(" ")
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 PARAMS = {"max_tokens": 5, "temperature": 0}
+SPECIALS = [  # (share of rows from, to, replace, with): the characters JSON must escape
+    (0.0, 0.05, "product", '"product"'),
+    (0.05, 0.08, " but ", "\nbut "),
+    (0.08, 0.085, " fair", "\tfair"),
+]
 
 
 def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Review-like text of ~300 characters; a few rows carry quotes, newlines or tabs."""
+    """Review-like text of ~300 characters; 5% of rows hold quotes, 3% a newline, 0.5% a tab."""
     rng = np.random.default_rng(seed)
     vocabulary, per_row, parts = pa.array(WORDS), 52, []
     for start in range(0, rows, 100_000):  # in slices: keeps the generator's own peak low
         n = min(100_000, rows - start)
         words = vocabulary.take(pa.array(rng.integers(0, len(WORDS), size=n * per_row)))
         offsets = pa.array(np.arange(n + 1, dtype=np.int32) * per_row)
-        parts.append(pc.binary_join(pa.ListArray.from_arrays(offsets, words), " "))
+        text = pc.binary_join(pa.ListArray.from_arrays(offsets, words), " ")
+        special = rng.random(n)
+        for low, high, old, new in SPECIALS:
+            changed = pc.replace_substring(text, old, new, max_replacements=1)
+            text = pc.if_else(pa.array((special >= low) & (special < high)), changed, text)
+        parts.append(text)
     text = pd.Series(pd.array(pa.chunked_array(parts).combine_chunks(), dtype="str"))
-    special = rng.random(rows)
-    text = text.where(special > 0.05, text.str.replace("product", '"product"', n=1))
-    text = text.where((special < 0.05) | (special > 0.08), text.str.replace(" but ", "\nbut ", n=1))
-    text = text.where((special < 0.08) | (special > 0.085), text.str.replace(" fair", "\tfair"))
     return pd.DataFrame({"review": text, "stars": rng.integers(1, 6, size=rows)})
 
 

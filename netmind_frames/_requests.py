@@ -299,6 +299,9 @@ def _text_values(frame: pd.DataFrame, name: str, *, strict: bool) -> pa.Array:
 def _is_string_dtype(column: pd.Series) -> bool:
     if isinstance(column.dtype, pd.StringDtype):
         return True
+    if isinstance(column.dtype, pd.ArrowDtype):  # e.g. read_parquet(dtype_backend="pyarrow")
+        kind = column.dtype.pyarrow_dtype
+        return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
     return column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
 
 

@@ -45,8 +45,10 @@ RESULT_COLUMNS = (
     "status",
 )
 Status = Literal["ok", "failed", "expired", "cancelled"]
-
 _STR = pa.large_string()
+_STATUSES = pa.array(["ok", "failed", "expired", "cancelled"], pa.large_string())
+
+_TOKENS = ("prompt_tokens", "completion_tokens")
 _ERROR = pa.struct([("code", pa.string()), ("type", pa.string()), ("message", pa.string())])
 _LINE_SCHEMA = pa.schema(
     [
@@ -92,19 +94,43 @@ _LINE_SCHEMA = pa.schema(
 )
 """Only the fields we read: everything else in a line is skipped by the Arrow reader."""
 
-#: The normalised line table, whatever parser produced it.
-_LINES = pa.schema(
+_ANSWERS = pa.schema(
     [
-        ("custom_id", _STR),
-        ("ok", pa.bool_()),
         ("response", _STR),
         ("finish_reason", _STR),
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
-        ("error_code", _STR),
-        ("error_message", _STR),
     ]
 )
+_ERRORS = pa.schema([("error_code", _STR), ("error_message", _STR)])
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """The usable content of result lines, whichever parser read them.
+
+    ``answers`` has one row per line (only the rows of successes are ever used), ``errors``
+    one row per failed line, in line order: error fields are computed for the few failures
+    only, and no column is ever masked row by row.
+    """
+
+    custom_id: pa.Array
+    ok: np.ndarray
+    answers: pa.Table
+    errors: pa.Table
+
+    @staticmethod
+    def concat(parts: Sequence[_Lines]) -> _Lines:
+        if not parts:
+            return _Lines(pa.array([], _STR), np.zeros(0, bool), _ANSWERS.empty_table(),
+                          _ERRORS.empty_table())  # fmt: skip
+        return _Lines(
+            pa.concat_arrays([p.custom_id for p in parts]),
+            np.concatenate([p.ok for p in parts]),
+            pa.concat_tables([p.answers for p in parts]).combine_chunks(),
+            pa.concat_tables([p.errors for p in parts]).combine_chunks(),
+        )
+
 
 #: Why a row has no line, by terminal batch status: (status, error_code, error_message).
 _NO_LINE = {
@@ -153,14 +179,14 @@ def collect_results(plan: RequestPlan, outcomes: Sequence[ShardOutcome]) -> pa.T
     >>> table.column("status")
     """
     shard_of_row = np.full(plan.n_rows, -1, dtype=np.int64)
-    tables, owners = [], []
+    parts, owners = [], []
     for number, outcome in enumerate(outcomes):
         shard_of_row[np.asarray(outcome.positions, dtype=np.int64)] = number
         for file in outcome.files:
-            lines = _read_lines(file)
-            tables.append(lines)
-            owners.append(np.full(lines.num_rows, number, dtype=np.int64))
-    lines = pa.concat_tables(tables) if tables else _LINES.empty_table()
+            part = _read_lines(file)
+            parts.append(part)
+            owners.append(np.full(len(part.ok), number, dtype=np.int64))
+    lines = _Lines.concat(parts)
     owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
     line_of_row = _match_lines(plan, lines, owner, shard_of_row)
     return _assemble(lines, line_of_row, shard_of_row, outcomes)
@@ -203,39 +229,60 @@ def join_results(frame: pd.DataFrame, results: pa.Table, prefix: str = "") -> pd
 # -- parsing ----------------------------------------------------------------------------------
 
 
-def _read_lines(file: bytes | Path) -> pa.Table:
-    """A result file as a normalised line table: Arrow when it can, orjson when it must."""
+def _read_lines(file: bytes | Path) -> _Lines:
+    """A result file's lines: Arrow when it can, the tolerant orjson parser when it must."""
     data = file if isinstance(file, bytes) else None
     if data is not None and not data.strip():
-        return _LINES.empty_table()
+        return _Lines.concat([])
     try:
         source: Any = pa.BufferReader(data) if data is not None else str(file)
         table = pj.read_json(
             source,
-            read_options=pj.ReadOptions(block_size=8 << 20),
+            read_options=pj.ReadOptions(block_size=4 << 20),
             parse_options=pj.ParseOptions(
                 explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="ignore"
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return _parse_tolerant(data if data is not None else Path(str(file)).read_bytes())
-    return _normalise(table)
+    return _from_arrow(table.combine_chunks())
 
 
-def _normalise(table: pa.Table) -> pa.Table:
-    """The Arrow-parsed lines -> the normalised line table (vectorised)."""
-    table = table.combine_chunks()
-    response = table.column("response").combine_chunks()
+def _from_arrow(table: pa.Table) -> _Lines:
+    """Arrow-parsed lines -> _Lines, vectorised."""
+    response = table.column("response").chunk(0) if table.num_rows else None
+    if response is None:
+        return _Lines.concat([])
     body = pc.struct_field(response, "body")
-    error = table.column("error").combine_chunks()
     status_code = pc.struct_field(response, "status_code")
     ok = pc.and_kleene(
-        error.is_null(),
+        table.column("error").chunk(0).is_null(),
         pc.and_(pc.greater_equal(status_code, 200), pc.less(status_code, 300)),
-    ).fill_null(False)
+    )
+    ok_mask = np.asarray(ok.fill_null(False), dtype=bool)
     content, finish = _first_choice(pc.struct_field(body, "choices"))
     usage = pc.struct_field(body, "usage")
-    body_error = pc.struct_field(body, "error")
+    answers = [content, finish, *(pc.struct_field(usage, f) for f in _TOKENS)]
+    failed = table.filter(pa.array(~ok_mask))
+    return _Lines(
+        pc.cast(table.column("custom_id").chunk(0), _STR),
+        ok_mask,
+        pa.Table.from_arrays(
+            [pc.cast(a, f.type) for a, f in zip(answers, _ANSWERS, strict=True)], schema=_ANSWERS
+        ),
+        _error_fields_arrow(failed),
+    )
+
+
+def _error_fields_arrow(failed: pa.Table) -> pa.Table:
+    """error_code / error_message of failed lines: top-level ``error``, then the body's."""
+    if failed.num_rows == 0:
+        return _ERRORS.empty_table()
+    failed = failed.combine_chunks()
+    error = failed.column("error").chunk(0)
+    response = failed.column("response").chunk(0)
+    body_error = pc.struct_field(pc.struct_field(response, "body"), "error")
+    status_code = pc.struct_field(response, "status_code")
     code = pc.coalesce(
         pc.struct_field(error, "code"),
         pc.struct_field(error, "type"),
@@ -245,29 +292,7 @@ def _normalise(table: pa.Table) -> pa.Table:
         "unknown_error",
     )
     message = pc.coalesce(pc.struct_field(error, "message"), pc.struct_field(body_error, "message"))
-    failed = pc.invert(ok)
-    columns = [
-        table.column("custom_id").combine_chunks(),
-        ok,
-        *(
-            _null_where(failed, value)
-            for value in (
-                content,
-                finish,
-                pc.struct_field(usage, "prompt_tokens"),
-                pc.struct_field(usage, "completion_tokens"),
-            )
-        ),
-        _null_where(ok, code),
-        _null_where(ok, message),
-    ]
-    return pa.Table.from_arrays(
-        [pc.cast(c, f.type) for c, f in zip(columns, _LINES, strict=True)], schema=_LINES
-    )
-
-
-def _null_where(mask: pa.Array, values: pa.Array) -> pa.Array:
-    return pc.if_else(mask, pa.scalar(None, values.type), values)
+    return pa.Table.from_arrays([pc.cast(code, _STR), pc.cast(message, _STR)], schema=_ERRORS)
 
 
 def _first_choice(choices: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -277,13 +302,12 @@ def _first_choice(choices: pa.Array) -> tuple[pa.Array, pa.Array]:
     """
     lengths = np.asarray(pc.list_value_length(choices).fill_null(0), dtype=np.int64)
     offsets = np.asarray(choices.offsets, dtype=np.int64)[:-1]
-    index = pa.array(offsets, mask=lengths == 0)
-    first = choices.values.take(index)
+    first = choices.values.take(pa.array(offsets, mask=lengths == 0))
     content = pc.struct_field(pc.struct_field(first, "message"), "content")
     return content, pc.struct_field(first, "finish_reason")
 
 
-def _parse_tolerant(data: bytes) -> pa.Table:
+def _parse_tolerant(data: bytes) -> _Lines:
     """Per-line orjson parsing for files Arrow refuses; bad lines are warned about, skipped."""
     rows: list[tuple[Any, ...]] = []
     bad = 0
@@ -306,10 +330,19 @@ def _parse_tolerant(data: bytes) -> pa.Table:
             MissingResultWarning,
             stacklevel=4,
         )
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * len(_LINES)
-    return pa.Table.from_arrays(
-        [pa.array(c, type=f.type) for c, f in zip(columns, _LINES, strict=True)], schema=_LINES
+    failed = [row[6:] for row in rows if not row[1]]
+    return _Lines(
+        pa.array([row[0] for row in rows], _STR),
+        np.array([row[1] for row in rows], dtype=bool),
+        _table([row[2:6] for row in rows], _ANSWERS),
+        _table(failed, _ERRORS),
     )
+
+
+def _table(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * len(schema)
+    arrays = [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _line_fields(line: dict[str, Any]) -> tuple[Any, ...]:
@@ -373,14 +406,14 @@ def _int(value: Any) -> int | None:
 
 
 def _match_lines(
-    plan: RequestPlan, lines: pa.Table, owner: np.ndarray, shard_of_row: np.ndarray
+    plan: RequestPlan, lines: _Lines, owner: np.ndarray, shard_of_row: np.ndarray
 ) -> np.ndarray:
-    """For each frame row, the index of its line in ``lines`` (-1 if none).
+    """For each frame row, the index of its line (-1 if none).
 
     A line counts only if its id is in the plan *and* belongs to the shard whose files it
     came from; of duplicates, a success wins.
     """
-    positions = plan.positions_of(lines.column("custom_id"))
+    positions = plan.positions_of(lines.custom_id)
     known = positions >= 0
     known[known] = shard_of_row[positions[known]] == owner[known]
     if not known.all():
@@ -391,9 +424,8 @@ def _match_lines(
             stacklevel=3,
         )
     line_of_row = np.full(plan.n_rows, -1, dtype=np.int64)
-    ok = np.asarray(lines.column("ok"), dtype=bool)
-    index = np.arange(lines.num_rows, dtype=np.int64)
-    for keep in (known & ~ok, known & ok):  # successes written last, so they win
+    index = np.arange(len(lines.ok), dtype=np.int64)
+    for keep in (known & ~lines.ok, known & lines.ok):  # successes written last: they win
         line_of_row[positions[keep]] = index[keep]
     duplicated = int(known.sum()) - int(np.count_nonzero(line_of_row >= 0))
     if duplicated:
@@ -407,59 +439,62 @@ def _match_lines(
 
 
 def _assemble(
-    lines: pa.Table,
+    lines: _Lines,
     line_of_row: np.ndarray,
     shard_of_row: np.ndarray,
     outcomes: Sequence[ShardOutcome],
 ) -> pa.Table:
-    """Take every row's line; rows without one point at a synthetic 'why' line."""
+    """Every row's result: answer fields from its success line, error fields from its failed
+    line or, for a row without a line, from a synthetic error saying why."""
     kinds = list(_NO_LINE)
-    # Per shard (and a last entry for rows of no shard): which synthetic line explains a gap.
+    # Per shard (and a last entry for rows of no shard): which synthetic error explains a gap.
     by_shard = [kinds.index(_reason(o.batch_status)) for o in outcomes]
     reason_of_shard = np.array([*by_shard, kinds.index("completed")], dtype=np.int64)
-    missing = np.flatnonzero(line_of_row < 0)
-    reason_codes = reason_of_shard[shard_of_row[missing]]
-    line_of_row[missing] = lines.num_rows + reason_codes
-    n_missing = int(np.count_nonzero(reason_codes == kinds.index("completed")))
-    if n_missing:
+    has_line = line_of_row >= 0
+    missing = np.flatnonzero(~has_line)
+    reason = reason_of_shard[shard_of_row[missing]]
+    _warn_missing(int(np.count_nonzero(reason == kinds.index("completed"))))
+
+    row_ok = np.zeros(len(line_of_row), dtype=bool)
+    row_ok[has_line] = lines.ok[line_of_row[has_line]]
+    error_of_line = np.cumsum(~lines.ok) - 1  # line -> its row in lines.errors
+    error_of_row = np.zeros(len(line_of_row), dtype=np.int64)
+    error_of_row[has_line] = error_of_line[line_of_row[has_line]]
+    error_of_row[missing] = lines.errors.num_rows + reason
+    error_of_row[row_ok] = 0
+
+    errors = pa.concat_tables([lines.errors, _synthetic_errors(kinds)]).combine_chunks()
+    answer_take = pa.array(np.where(row_ok, line_of_row, 0), mask=~row_ok)
+    error_take = pa.array(error_of_row, mask=row_ok)
+    columns = [lines.answers.column(n).take(answer_take) for n in _ANSWERS.names]
+    columns += [errors.column(n).take(error_take) for n in _ERRORS.names]
+    status = np.where(row_ok, 0, _status_codes(errors)[error_of_row]).astype(np.int8)
+    columns.append(pa.DictionaryArray.from_arrays(pa.array(status), _STATUSES).cast(_STR))
+    return pa.Table.from_arrays(columns, names=list(RESULT_COLUMNS))
+
+
+def _warn_missing(count: int) -> None:
+    if count:
         warnings.warn(
-            f"{n_missing} row(s) got no result line although their batch ended; they are "
+            f"{count} row(s) got no result line although their batch ended; they are "
             "reported as failed with error_code 'missing_result'",
             MissingResultWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    table = pa.concat_tables([lines, _synthetic_lines(kinds)])
-    status = _status(table)
-    take = pa.array(line_of_row)
-    columns = {name: table.column(name).take(take) for name in RESULT_COLUMNS if name != "status"}
-    columns["status"] = status.take(take)
-    return pa.table({name: columns[name] for name in RESULT_COLUMNS})
 
 
-def _synthetic_lines(kinds: list[str]) -> pa.Table:
+def _synthetic_errors(kinds: list[str]) -> pa.Table:
     codes = [_NO_LINE[k][1] for k in kinds]
     messages = [_NO_LINE[k][2] for k in kinds]
-    n = len(kinds)
-    arrays = [[None] * n, [False] * n, [None] * n, [None] * n, [None] * n, [None] * n, codes,
-              messages]  # fmt: skip
-    return pa.Table.from_arrays(
-        [pa.array(a, f.type) for a, f in zip(arrays, _LINES, strict=True)], schema=_LINES
-    )
+    return pa.Table.from_arrays([pa.array(codes, _STR), pa.array(messages, _STR)], schema=_ERRORS)
 
 
-def _status(table: pa.Table) -> pa.ChunkedArray:
-    """ok / expired / cancelled / failed, from the success flag and the error code."""
-    code = table.column("error_code")
-    status = pc.if_else(
-        table.column("ok"),
-        "ok",
-        pc.if_else(
-            pc.equal(code, "batch_expired").fill_null(False),
-            "expired",
-            pc.if_else(pc.equal(code, "batch_cancelled").fill_null(False), "cancelled", "failed"),
-        ),
-    )
-    return pc.cast(status, _STR)
+def _status_codes(errors: pa.Table) -> np.ndarray:
+    """Index into ``_STATUSES`` of each failure: expired, cancelled, otherwise failed."""
+    code = errors.column("error_code")
+    expired = np.asarray(pc.equal(code, "batch_expired").fill_null(False), dtype=bool)
+    cancelled = np.asarray(pc.equal(code, "batch_cancelled").fill_null(False), dtype=bool)
+    return np.select([expired, cancelled], [2, 3], default=1)
 
 
 def _to_pandas(column: pa.ChunkedArray) -> pd.api.extensions.ExtensionArray:

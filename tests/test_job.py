@@ -37,6 +37,9 @@ class NetmindShapedBatches(httpx2.BaseTransport):
         self._inner = httpx2.HTTPTransport()
         self.left = polls_to_rewrite
 
+    def close(self) -> None:
+        self._inner.close()
+
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         response = self._inner.handle_request(request)
         is_retrieve = request.method == "GET" and "/batches/batch" in request.url.path

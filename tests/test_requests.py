@@ -49,7 +49,13 @@ def expected_line(custom_id: str, messages: list[dict[str, Any]], **params: Any)
 
 @pytest.mark.parametrize(
     "dtype",
-    [pytest.param("str", id="arrow-str"), pytest.param(object, id="object")],
+    [
+        pytest.param("str", id="str"),
+        pytest.param(object, id="object"),
+        pytest.param("string[python]", id="string-python"),
+        pytest.param(pd.ArrowDtype(pa.large_string()), id="arrow-dtype"),
+        pytest.param("category", id="category"),
+    ],
 )
 def test_nasty_strings_round_trip_through_json(dtype):
     frame = pd.DataFrame({"text": pd.Series(NASTY, dtype=dtype)})
@@ -65,6 +71,9 @@ def test_nasty_strings_round_trip_through_json(dtype):
         for i, text in enumerate(NASTY)
     ]
     assert lines_of(plan) == expected
+    as_column = build_plan(frame, prompt_column="text", model="m")
+    contents = [line["body"]["messages"][0]["content"] for line in lines_of(as_column)]
+    assert contents == NASTY
 
 
 def test_escaping_over_many_chunks_matches_json_dumps():
