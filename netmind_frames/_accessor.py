@@ -47,6 +47,8 @@ class NetmindAccessor:
         poll_interval: float = 30.0,
         timeout: float | None = None,
         progress: bool = True,
+        retries: int = 2,
+        resubmit: bool = False,
         **params: Any,
     ) -> pd.DataFrame:
         """Run one chat completion per row; see :func:`netmind_frames.batch_complete`."""
@@ -73,6 +75,8 @@ class NetmindAccessor:
         metadata: Mapping[str, str] | None = None,
         poll_interval: float = 30.0,
         progress: bool = True,
+        retries: int = 2,
+        resubmit: bool = False,
         **params: Any,
     ) -> BatchJob:
         """Submit and return a :class:`BatchJob` at once; see :func:`netmind_frames.submit`."""

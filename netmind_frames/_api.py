@@ -16,9 +16,12 @@ import pandas as pd
 from ._config import MAX_BYTES, MAX_REQUESTS, resolve_settings
 from ._connection import Connection, connect
 from ._errors import InputError
-from ._job import FINGERPRINT_KEY, BatchJob
-from ._requests import RequestPlan, Shard, build_plan
+from ._job import BatchJob
+from ._journal import Journal
+from ._options import JobOptions
+from ._requests import RequestPlan, build_plan
 from ._results import check_result_columns
+from ._submit import FINGERPRINT_KEY, submit_plan
 
 log = logging.getLogger("netmind_frames")
 
@@ -48,6 +51,8 @@ def batch_complete(
     poll_interval: float = 30.0,
     timeout: float | None = None,
     progress: bool = True,
+    retries: int = 2,
+    resubmit: bool = False,
     **params: Any,
 ) -> pd.DataFrame:
     """Run one chat completion per row through the Batch API and return the answers.
@@ -79,6 +84,10 @@ def batch_complete(
         poll_interval: the longest wait between two polls, in seconds.
         timeout: give up waiting after this many seconds (the batches keep running).
         progress: show a progress bar.
+        retries: rounds of re-sending rows that failed for a retryable reason (5xx, 429,
+            timeouts, ``batch_expired``, ``missing_result``) as new batches; 0 disables.
+        resubmit: submit new batches even when identical ones were submitted before
+            (by default, re-running the same call reattaches to them: you never pay twice).
         **params: any chat-completion parameter (``max_tokens``, ``temperature``,
             ``response_format``, ...), copied into every request body.
 
@@ -115,6 +124,8 @@ def batch_complete(
         metadata=metadata,
         poll_interval=poll_interval,
         progress=progress,
+        retries=retries,
+        resubmit=resubmit,
         **params,
     )
     return job.result(timeout=timeout)
@@ -141,6 +152,8 @@ def submit(
     metadata: Mapping[str, str] | None = None,
     poll_interval: float = 30.0,
     progress: bool = True,
+    retries: int = 2,
+    resubmit: bool = False,
     **params: Any,
 ) -> BatchJob:
     """Upload the requests and create the batches; return a :class:`BatchJob` at once.
@@ -154,97 +167,122 @@ def submit(
         >>> out = job.result()
     """
     _check_completion_window(completion_window)
-    user_metadata = _check_metadata(metadata)
+    _check_retries(retries)
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
     check_result_columns(frame, prefix)
-    plan = build_plan(
-        frame,
-        prompt,
+    options = JobOptions(
         model=model,
+        max_bytes=max_bytes or settings.max_bytes,
+        prompt=prompt,
         prompt_column=prompt_column,
         messages_column=messages_column,
         system=system,
         custom_id_column=custom_id_column,
         max_requests=max_requests,
-        max_bytes=max_bytes or settings.max_bytes,
-        params=params,
+        params=dict(params),
+        prefix=prefix,
+        completion_window=completion_window,
+        metadata=_check_metadata(metadata),
+        retries=retries,
     )
+    plan = options.build(frame)
     connection = connect(settings, client)
-    batch_ids = [
-        _submit_shard(connection, plan, index, completion_window, user_metadata)
-        for index in range(len(plan.shards))
-    ]
-    return BatchJob(
+    journal = Journal(settings.home)
+    batch_ids = submit_plan(
         connection,
+        journal,
         plan,
+        completion_window=completion_window,
+        metadata=options.metadata,
+        resubmit=resubmit,
+    )
+    job = BatchJob(
+        connection,
+        journal,
+        options,
         frame,
         batch_ids,
-        prefix=prefix,
+        plan=plan,
         poll_interval=poll_interval,
         progress=progress,
     )
+    journal.save_job(job.id, settings.base_url, options.to_json())
+    return job
 
 
 def attach(
     job_id_or_batch_ids: str | Sequence[str],
     *,
     frame: pd.DataFrame,
-    prompt: str | None = None,
-    model: str,
-    prompt_column: str | None = None,
-    messages_column: str | None = None,
-    system: str | None = None,
-    custom_id_column: str | None = None,
-    prefix: str = "",
     api_key: str | None = None,
     base_url: str | None = None,
     client: openai.OpenAI | None = None,
     provider: str | None = None,
     local: bool = False,
-    max_requests: int = MAX_REQUESTS,
-    max_bytes: int | None = None,
     poll_interval: float = 30.0,
     progress: bool = True,
-    **params: Any,
+    **options: Any,
 ) -> BatchJob:
     """Rebuild a job from its id (or its batch ids), in any process.
 
-    Pass the frame and the options of the original call: the requests are rebuilt and each
-    batch is matched to its rows by the fingerprint kept in the batch's metadata, so results
-    can never be joined to the wrong rows.
+    On the machine that submitted the job, the journal knows the call's options, so the
+    frame is all it needs. Elsewhere (or with the journal gone) pass the original call's
+    options too (``prompt=``, ``model=``, ...). Either way the requests are rebuilt and each
+    batch is matched to its rows by the fingerprint in the batch's metadata, so results are
+    never joined to the wrong rows.
+
+    Example:
+        >>> job = attach("batch_abc", frame=df)
+        >>> out = job.result()
 
     Raises:
-        InputError: the batches were not submitted from this frame with these options.
+        InputError: no options known for this job, or the batches were not submitted from
+            this frame with these options.
     """
     ids = _split_job_id(job_id_or_batch_ids)
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
-    plan = build_plan(
-        frame,
-        prompt,
-        model=model,
-        prompt_column=prompt_column,
-        messages_column=messages_column,
-        system=system,
-        custom_id_column=custom_id_column,
-        max_requests=max_requests,
-        max_bytes=max_bytes or settings.max_bytes,
-        params=params,
-    )
+    journal = Journal(settings.home)
+    job_options = _attach_options(journal, ",".join(ids), settings.max_bytes, options)
+    plan = job_options.build(frame)
     connection = connect(settings, client)
     ordered = _match_batches_to_shards(connection, plan, ids)
     return BatchJob(
         connection,
-        plan,
+        journal,
+        job_options,
         frame,
         ordered,
-        prefix=prefix,
+        plan=plan,
         poll_interval=poll_interval,
         progress=progress,
     )
+
+
+def _attach_options(
+    journal: Journal, job_id: str, max_bytes: int, given: dict[str, Any]
+) -> JobOptions:
+    """The job's options: the journal's record, overridden by what the caller passed."""
+    known = set(JobOptions.__dataclass_fields__)
+    stored = journal.job_options(job_id) or {}
+    params = dict(stored.get("params", {}))
+    merged = {**stored}
+    for key, value in given.items():
+        if key in known:
+            merged[key] = value
+        else:
+            params[key] = value  # like batch_complete: unknown keywords are request params
+    merged["params"] = params
+    merged["max_bytes"] = merged.get("max_bytes") or max_bytes
+    if "model" not in merged:
+        raise InputError(
+            f"The journal has no record of job {job_id}: pass the original call's options "
+            "too, e.g. attach(job_id, frame=df, prompt='...', model='...')."
+        )
+    return JobOptions.from_json(merged)
 
 
 def to_jsonl(
@@ -292,36 +330,6 @@ def to_jsonl(
     return target
 
 
-def _submit_shard(
-    connection: Connection,
-    plan: RequestPlan,
-    index: int,
-    completion_window: str,
-    user_metadata: dict[str, str],
-) -> str:
-    shard: Shard = plan.shards[index]
-    file_id = connection.files.upload(shard.data, f"netmind_frames-{shard.fingerprint[:16]}.jsonl")
-    batch = connection.client.batches.create(
-        input_file_id=file_id,
-        endpoint=plan.endpoint,  # type: ignore[arg-type]
-        completion_window=completion_window,  # type: ignore[arg-type]
-        metadata={
-            **user_metadata,
-            FINGERPRINT_KEY: shard.fingerprint,
-            "netmind_frames_shard": f"{index + 1}/{len(plan.shards)}",
-        },
-    )
-    log.info(
-        "shard %d/%d: %d requests, file %s, batch %s",
-        index + 1,
-        len(plan.shards),
-        shard.n_requests,
-        file_id,
-        batch.id,
-    )
-    return batch.id
-
-
 def _match_batches_to_shards(
     connection: Connection, plan: RequestPlan, batch_ids: list[str]
 ) -> list[str]:
@@ -358,6 +366,11 @@ def _check_completion_window(completion_window: str) -> None:
             f"completion_window must be '24h' (the only window the Batch API accepts), "
             f"not {completion_window!r}."
         )
+
+
+def _check_retries(retries: int) -> None:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise InputError(f"retries must be a whole number ≥ 0, not {retries!r}.")
 
 
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

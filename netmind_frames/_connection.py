@@ -25,7 +25,9 @@ class Connection:
     files: FileTransport
 
     def __repr__(self) -> str:
-        return f"Connection(base_url={self.settings.base_url!r}, provider={self.settings.provider!r})"
+        return (
+            f"Connection(base_url={self.settings.base_url!r}, provider={self.settings.provider!r})"
+        )
 
 
 _pool_lock = threading.Lock()

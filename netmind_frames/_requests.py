@@ -152,14 +152,14 @@ def build_plan(
     _check_arguments(prompt, prompt_column, messages_column, max_requests, max_bytes, params)
     if len(frame) == 0:
         raise InputError("the frame is empty: there is nothing to send")
-    frame_ids = _user_ids(frame, custom_id_column) if custom_id_column is not None else None
+    ids, user_ids = _position_ids(len(frame)), None
+    if custom_id_column is not None:
+        ids, user_ids = _user_ids(frame, custom_id_column)
     source = _content_source(frame, prompt, prompt_column, messages_column, system)
-    head, mid, tail = _line_pieces(CHAT_ENDPOINT, model, system, params, source.is_messages)
-    ids = frame_ids.view(_BIN) if frame_ids is not None else _position_ids(len(frame))
-    lines = _iter_line_chunks(frame, ids, source, (head, mid, tail), max_bytes)
+    constants = _line_pieces(CHAT_ENDPOINT, model, system, params, source.is_messages)
+    lines = _iter_line_chunks(frame, ids.view(_BIN), source, constants, max_bytes)
     shards = _split_into_shards(lines, model, max_requests, max_bytes)
-    index = pd.Index(frame_ids.to_numpy(zero_copy_only=False)) if frame_ids is not None else None
-    return RequestPlan(CHAT_ENDPOINT, len(frame), tuple(shards), custom_ids=index)
+    return RequestPlan(CHAT_ENDPOINT, len(frame), tuple(shards), custom_ids=user_ids)
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -378,11 +378,11 @@ def _check_messages(frame: pd.DataFrame, position: int, name: str, cell: Any) ->
 
 
 def _position_ids(n_rows: int) -> pa.Array:
-    return pc.cast(pa.array(np.arange(n_rows, dtype=np.int64)), pa.large_string()).view(_BIN)
+    return pc.cast(pa.array(np.arange(n_rows, dtype=np.int64)), pa.large_string())
 
 
-def _user_ids(frame: pd.DataFrame, name: str) -> pa.Array:
-    """Validated user ids (large_string): non-null, unique, short and plain."""
+def _user_ids(frame: pd.DataFrame, name: str) -> tuple[pa.Array, pd.Index]:
+    """Validated user ids (large_string, and as an Index): non-null, unique, short, plain."""
     column = _column(frame, name, "custom_id")
     nulls = np.flatnonzero(np.asarray(column.isna(), dtype=bool))
     if nulls.size:
@@ -391,7 +391,7 @@ def _user_ids(frame: pd.DataFrame, name: str) -> pa.Array:
     if pd.api.types.is_integer_dtype(column.dtype):
         column = column.astype(str)
     elif not _is_string_dtype(column):
-        column = column.astype(object).map(_id_to_str(frame, name))
+        column = pd.Series(_ids_as_str(frame, name, column), dtype=object)
     ids = pa.array(column, type=pa.large_string(), from_pandas=True)
     bad = np.flatnonzero(~np.asarray(pc.match_substring_regex(ids, _ID_PATTERN), dtype=bool))
     if bad.size:
@@ -401,30 +401,28 @@ def _user_ids(frame: pd.DataFrame, name: str) -> pa.Array:
             "64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'",
             position=position,
         )
-    _check_unique(frame, ids)
-    return ids
-
-
-def _id_to_str(frame: pd.DataFrame, name: str) -> Any:
-    positions = iter(range(len(frame)))
-
-    def convert(value: Any) -> str:
-        position = next(positions)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return str(value)
-        raise RowError(
-            f"{_row_label(frame, position)}: custom_id in column {name!r} is a "
-            f"{type(value).__name__} ({value!r}); ids must be strings or integers",
-            position=position,
-        )
-
-    return convert
-
-
-def _check_unique(frame: pd.DataFrame, ids: pa.Array) -> None:
     index = pd.Index(ids.to_numpy(zero_copy_only=False))
+    _check_unique(frame, index)
+    return ids, index
+
+
+def _ids_as_str(frame: pd.DataFrame, name: str, column: pd.Series) -> list[str]:
+    """Ids of a mixed (object) column: strings stay, integers become strings, else an error."""
+    out = []
+    for position, value in enumerate(column.array):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise RowError(
+                f"{_row_label(frame, position)}: custom_id in column {name!r} is a "
+                f"{type(value).__name__} ({value!r}); ids must be strings or integers",
+                position=position,
+            )
+        out.append(value)
+    return out
+
+
+def _check_unique(frame: pd.DataFrame, index: pd.Index) -> None:
     if index.is_unique:
         return
     duplicated = np.flatnonzero(index.duplicated(keep=False))
@@ -614,7 +612,7 @@ def _split_once(raw: bytes, sentinel: bytes) -> tuple[bytes, bytes]:
 
 
 @dataclass(frozen=True)
-class _Lines:
+class _LineChunk:
     """The lines of rows ``start ..``: their bytes and ``len(rows) + 1`` offsets into them."""
 
     start: int
@@ -628,7 +626,7 @@ def _iter_line_chunks(
     source: _Source,
     constants: tuple[bytes, bytes, bytes],
     max_bytes: int,
-) -> Iterator[_Lines]:
+) -> Iterator[_LineChunk]:
     head, mid, tail = constants
     pieces = _merge_constants([head, ids, mid, *source.pieces, tail])
     separator = pa.scalar(b"", _BIN)
@@ -646,7 +644,7 @@ def _iter_line_chunks(
         lines = pc.binary_join_element_wise(*args, separator, null_handling="skip")
         offsets, data = _buffers(lines)
         _check_line_sizes(frame, start, np.diff(offsets), max_bytes)
-        yield _Lines(start, data, offsets)
+        yield _LineChunk(start, data, offsets)
 
 
 def _merge_constants(pieces: list[bytes | pa.Array]) -> list[bytes | pa.Array]:
@@ -672,7 +670,7 @@ def _check_line_sizes(frame: pd.DataFrame, start: int, sizes: np.ndarray, limit:
 
 
 def _split_into_shards(
-    chunks: Iterator[_Lines], model: str, max_requests: int, max_bytes: int
+    chunks: Iterator[_LineChunk], model: str, max_requests: int, max_bytes: int
 ) -> list[Shard]:
     """Greedy consecutive shards; each line was checked to fit ``max_bytes`` on its own."""
     shards: list[Shard] = []

@@ -19,6 +19,15 @@ with contextlib.suppress(ImportError):  # the server suite's own fixtures, if it
 DIALECTS = ("netmind", "openai")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_journal(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test gets its own journal folder, so no test reattaches to another's batches."""
+    monkeypatch.setenv("NETMIND_FRAMES_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.delenv("NETMIND_API_KEY", raising=False)
+    monkeypatch.delenv("NETMIND_BASE_URL", raising=False)
+    monkeypatch.delenv("NETMIND_FILES_URL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[LocalBatchServer]:
     """One immediate server for the whole session (state is shared: don't count files on it)."""

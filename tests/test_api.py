@@ -141,7 +141,9 @@ def test_prefix_renames_result_columns(server, reviews):
 def test_fail_rate_rows_are_failed_with_code_and_message(dialect):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)]})
     with LocalBatchServer(fail_rate=0.3, seed=3) as srv:
-        out = batch_complete(frame, "{text}", model="m", **connection_kwargs(srv, dialect))
+        out = batch_complete(
+            frame, "{text}", model="m", retries=0, **connection_kwargs(srv, dialect)
+        )
     failed = out[out["status"] == "failed"]
     ok = out[out["status"] == "ok"]
     assert 20 < len(failed) < 120
@@ -154,7 +156,9 @@ def test_all_failed_batch_is_completed_without_output_file(dialect):
     """An all-failed batch ends `completed` with no output file: every row failed, none lost."""
     frame = pd.DataFrame({"text": ["a", "b", "c"]})
     with LocalBatchServer(fail_rate=1.0) as srv:
-        job = netmind_frames.submit(frame, "{text}", model="m", **connection_kwargs(srv, dialect))
+        job = netmind_frames.submit(
+            frame, "{text}", model="m", retries=0, **connection_kwargs(srv, dialect)
+        )
         out = job.result()
         batch = job.batches[0]
     assert batch.status == "completed" and batch.output_file_id is None
@@ -165,7 +169,9 @@ def test_all_failed_batch_is_completed_without_output_file(dialect):
 def test_expired_batch_keeps_finished_rows(dialect):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(40)]})
     with LocalBatchServer(seconds_per_request=0.02, expire_after=0.3) as srv:
-        out = batch_complete(frame, "{text}", model="m", **connection_kwargs(srv, dialect))
+        out = batch_complete(
+            frame, "{text}", model="m", retries=0, **connection_kwargs(srv, dialect)
+        )
     counts = out["status"].value_counts()
     assert counts.get("expired", 0) > 0
     assert set(counts.index) <= {"ok", "expired"}

@@ -17,7 +17,10 @@ import openai
 import pandas as pd
 import pytest
 from conftest import connection_kwargs
-from netmind_frames._requests import build_plan
+from netmind_frames._config import resolve_settings
+from netmind_frames._connection import connect
+from netmind_frames._journal import Journal
+from netmind_frames._options import JobOptions
 
 import netmind_frames
 from netmind_frames import BatchFailedError, BatchJob, InputError, JobTimeoutError, LocalBatchServer
@@ -99,7 +102,7 @@ def test_timeout_raises_with_the_job_id_and_the_job_goes_on(reviews):
     assert (out["status"] == "ok").all()
 
 
-def test_failed_batch_raises_with_the_servers_errors(openai_client):
+def test_failed_batch_raises_with_the_servers_errors(openai_client, tmp_path):
     """A batch whose file fails validation raises BatchFailedError carrying errors.data."""
     client = openai_client
     good = b'{"custom_id": "0", "method": "POST", "url": "/v1/chat/completions", "body": {}}'
@@ -109,10 +112,11 @@ def test_failed_batch_raises_with_the_servers_errors(openai_client):
         input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
     frame = pd.DataFrame({"t": ["a"]})
-    settings = netmind_frames._config.resolve_settings(client=client)
+    settings = resolve_settings(client=client)
     job = BatchJob(
-        netmind_frames._connection.connect(settings, client),
-        build_plan(frame, "{t}", model="m"),
+        connect(settings, client),
+        Journal(tmp_path),
+        JobOptions(model="m", max_bytes=settings.max_bytes, prompt="{t}"),
         frame,
         [batch.id],
         poll_interval=0.01,

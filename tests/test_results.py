@@ -70,10 +70,15 @@ def make_plan(n: int, **kwargs: Any) -> RequestPlan:
     return build_plan(frame, "{t}", model="m", **kwargs)
 
 
+def table_for(plan: RequestPlan, status: str, *files: bytes | Path) -> pa.Table:
+    """The result table of a one-shard plan."""
+    assert len(plan.shards) == 1
+    return collect_results(plan, [ShardOutcome(plan.shards[0].positions, status, list(files))])
+
+
 def collect(plan: RequestPlan, status: str, *files: bytes | Path) -> pd.DataFrame:
     """Results of a one-shard plan as a plain frame, for easy comparison."""
-    assert len(plan.shards) == 1
-    table = collect_results(plan, [ShardOutcome(plan.shards[0].positions, status, list(files))])
+    table = table_for(plan, status, *files)
     assert table.column_names == list(RESULT_COLUMNS)
     assert table.num_rows == plan.n_rows
     types = {pa.large_string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype()}
@@ -354,8 +359,7 @@ def test_writing_to_the_result_does_not_reach_the_input():
     frame = pd.DataFrame({"t": ["a", "b"]})
     before = frame.copy()
     plan = build_plan(frame, "{t}", model="m")
-    table = collect(plan, "expired")  # just to have a table
-    out = join_results(frame, pa.Table.from_pandas(table, preserve_index=False))
+    out = join_results(frame, table_for(plan, "expired"))
     out.loc[0, "t"] = "changed"
     pd.testing.assert_frame_equal(frame, before)
 
@@ -373,10 +377,9 @@ def test_a_result_column_colliding_with_an_input_column_is_an_error(columns, pre
     before = frame.copy()
     with pytest.raises(ColumnError, match=f"{clash}.*prefix"):
         check_result_columns(frame, prefix)
-    plan = build_plan(frame, "x", model="m")
-    table = collect(plan, "expired")
+    table = table_for(build_plan(frame, "x", model="m"), "expired")
     with pytest.raises(ColumnError):
-        join_results(frame, pa.Table.from_pandas(table, preserve_index=False), prefix)
+        join_results(frame, table, prefix)
     pd.testing.assert_frame_equal(frame, before)
 
 
@@ -387,9 +390,8 @@ def test_no_collision_with_a_prefix():
 
 def test_a_table_of_the_wrong_length_is_rejected():
     frame = pd.DataFrame({"t": ["a", "b"]})
-    table = collect(make_plan(1), "expired")
     with pytest.raises(InputError, match="1 results for a frame of 2 rows"):
-        join_results(frame, pa.Table.from_pandas(table, preserve_index=False))
+        join_results(frame, table_for(make_plan(1), "expired"))
 
 
 class _no_warning:
@@ -406,3 +408,25 @@ def test_result_table_strings_and_ints_are_arrow_typed():
     table = collect_results(make_plan(1), [ShardOutcome(np.array([0]), "expired", [])])
     assert table.schema.field("prompt_tokens").type == pa.int64()
     assert pa.types.is_large_string(table.schema.field("status").type)
+
+
+@pytest.mark.parametrize(
+    "id_column",
+    [pytest.param(None, id="position-ids"), pytest.param("key", id="user-ids")],
+)
+def test_round_trip_over_shards_puts_every_answer_on_its_own_row(id_column):
+    """Build, answer each request with its own prompt (like the echo engine), shuffle, join."""
+    index = pd.MultiIndex.from_product([["a", "b"], [1, 1, 2, 3, 5]])
+    frame = pd.DataFrame({"text": [f"prompt {i}" for i in range(10)]}, index=index)
+    frame["key"] = [f"k{i * 7 % 10}" for i in range(10)]
+    plan = build_plan(frame, "{text}", model="m", max_requests=3, custom_id_column=id_column)
+    outcomes = []
+    for number, shard in enumerate(plan.shards):
+        requests = [json.loads(line) for line in shard.data.splitlines()]
+        answers = [ok_line(r["custom_id"], r["body"]["messages"][0]["content"]) for r in requests]
+        random.Random(number).shuffle(answers)
+        outcomes.append(ShardOutcome(shard.positions, "completed", [jsonl(*answers)]))
+    out = join_results(frame, collect_results(plan, outcomes), prefix="nm_")
+    assert out["nm_response"].tolist() == frame["text"].tolist()
+    assert (out["nm_status"] == "ok").all()
+    pd.testing.assert_index_equal(out.index, frame.index)

@@ -12,6 +12,7 @@ from . import _batches_api, _files_api
 from ._context import Context
 from ._envelope import ApiError
 from ._gate import Gate
+from ._hooks import FaultScript
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -34,6 +35,7 @@ def build_app(
     fault_rate: float,
     seed: int,
     max_body_bytes: int,
+    script: FaultScript | None = None,
 ) -> ASGIApp:
     """Return the server's ASGI app over ``context``, wrapped in the :class:`Gate`."""
     app = Starlette(
@@ -42,5 +44,10 @@ def build_app(
     )
     app.state.ctx = context
     return Gate(
-        app, api_key=api_key, fault_rate=fault_rate, seed=seed, max_body_bytes=max_body_bytes
+        app,
+        api_key=api_key,
+        fault_rate=fault_rate,
+        seed=seed,
+        max_body_bytes=max_body_bytes,
+        script=script,
     )

@@ -175,6 +175,7 @@ def run_serve(
         api_key=api_key,
         shuffle=not args.no_shuffle,
         max_body_bytes=args.max_body_bytes,
+        record_executions=False,
     )
     stop = stop or threading.Event()
     previous = None

@@ -131,11 +131,29 @@ def complete(body: Any) -> tuple[int, dict[str, Any]]:
     >>> status, resp["choices"][0]["message"]["content"]
     (200, 'hi')
     """
+    status, resp, _ = complete_with_prompt(body)
+    return status, resp
+
+
+def last_user_text(body: Any) -> str | None:
+    """The last ``user`` message text of a request, or None when its messages are invalid."""
+    try:
+        return _parse(body)[2]
+    except InvalidRequest:
+        return None
+
+
+def complete_with_prompt(body: Any) -> tuple[int, dict[str, Any], str | None]:
+    """Like :func:`complete`, plus the last ``user`` message text the engine read.
+
+    The text is None when the request was rejected before its messages were read.
+    """
+    text: str | None = None
     try:
         model, texts, text, limit, fmt = _parse(body)
         structured = _structured(fmt, text, "\x00".join(texts))
     except InvalidRequest as exc:
-        return 400, error_body(str(exc), param=exc.param, code=exc.code)
+        return 400, error_body(str(exc), param=exc.param, code=exc.code), text
     finish = "stop"
     if structured is not None:
         answer = structured
@@ -148,7 +166,7 @@ def complete(body: Any) -> tuple[int, dict[str, Any]]:
         else:
             answer, completion_tokens = text, len(tokens)
     prompt_tokens = sum(len(t.split()) for t in texts)
-    return 200, {
+    response = {
         "id": "chatcmpl-" + fast_hex(),
         "object": "chat.completion",
         "created": int(time.time()),
@@ -168,3 +186,4 @@ def complete(body: Any) -> tuple[int, dict[str, Any]]:
         },
         "system_fingerprint": "local-echo",
     }
+    return 200, response, text

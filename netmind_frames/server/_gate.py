@@ -1,17 +1,23 @@
 """ASGI middleware in front of every route: injected faults, the API key, the body size cap.
 
-Order: a seeded draw decides whether this call is a fault (429 with ``Retry-After: 0``, 500,
-or a dropped connection); then the API key is checked (presigned URLs are authorised by their
-signature instead); then a ``Content-Length`` above the cap gets 413 at once, and a streamed
-body is counted as it arrives (``BodyTooLarge`` surfaces as 413 through the app's handler).
+Order: a scripted fault (:meth:`LocalBatchServer.inject_fault`) matching the call is taken
+first; otherwise a seeded draw decides whether this call is a ``fault_rate`` fault (429 with
+``Retry-After: 0``, 500, or a dropped connection after processing). Then the API key is
+checked (presigned URLs are authorised by their signature instead); then a ``Content-Length``
+above the cap gets 413 at once, and a streamed body is counted as it arrives (``BodyTooLarge``
+surfaces as 413 through the app's handler).
 
-A dropped connection runs the request and then loses the answer: the client sees the
-connection close mid-response, as when a proxy drops a response already processed. That is the
-case a client must survive without creating a batch twice.
+A dropped connection starts a response and closes the connection before it is complete: the
+client sees the connection close mid-response. ``drop_after`` (and a ``fault_rate`` drop) runs
+the request first and then loses the answer, as when a proxy drops a response already
+processed: the case a client must survive without creating a batch twice. ``drop_before``
+drops it without running anything. ``delay:S`` runs the request at once and holds the answer
+back S seconds, so a client that times out meanwhile does not know the work was done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import random
@@ -21,6 +27,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._envelope import ApiError, error_body
+from ._hooks import Fault, FaultScript
 from ._presign import PREFIX
 
 _DROP_MESSAGE = "ASGI callable returned without completing response."
@@ -72,31 +79,36 @@ class Gate:
         fault_rate: float,
         seed: int,
         max_body_bytes: int,
+        script: FaultScript | None = None,
     ) -> None:
         self.app = app
+        self.script = script if script is not None else FaultScript()
         self._key = api_key.encode() if api_key is not None else None
         self.fault_rate = fault_rate
         self.max_body_bytes = max_body_bytes
         self._rng = random.Random(f"faults:{seed}")
         self._rng_lock = threading.Lock()
-        if fault_rate > 0:
-            _install_drop_filter()
 
-    def _draw_fault(self) -> str | None:
+    def _draw_fault(self, scope: Scope) -> Fault | None:
+        scripted = self.script.take(scope["method"], scope["path"])
+        if scripted is not None:
+            return scripted
         if self.fault_rate <= 0:
             return None
         with self._rng_lock:
             if self._rng.random() >= self.fault_rate:
                 return None
-            return self._rng.choice(("429", "500", "drop"))
+            kind = self._rng.choice(("429", "500", "drop_after"))
+        return Fault(kind)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        fault = self._draw_fault()
-        if fault == "429":
+        fault = self._draw_fault(scope)
+        kind = fault.kind if fault is not None else None
+        if kind == "429":
             err = ApiError(
                 429,
                 "Rate limit reached (fault injected by the local server).",
@@ -106,13 +118,16 @@ class Gate:
             )
             await err.response()(scope, receive, send)
             return
-        if fault == "500":
+        if kind == "500":
             body = error_body(
                 "The server had an error (fault injected by the local server).", type="server_error"
             )
             await ApiError(500, body["error"]["message"], type="server_error").response()(
                 scope, receive, send
             )
+            return
+        if kind == "drop_before":
+            await _dropping(send)({"type": "http.response.start", "status": 200, "headers": []})
             return
         headers = dict(scope["headers"])
         if self._key is not None and not scope["path"].startswith(PREFIX):
@@ -131,8 +146,11 @@ class Gate:
             await BodyTooLarge(self.max_body_bytes).response()(scope, receive, send)
             return
         receive = self._counting(receive)
-        if fault == "drop":
+        if kind == "drop_after":
             await self.app(scope, receive, _dropping(send))
+            return
+        if fault is not None and kind == "delay":
+            await self.app(scope, receive, _delaying(send, fault.seconds))
             return
         await self.app(scope, receive, send)
 
@@ -154,6 +172,7 @@ class Gate:
 
 def _dropping(send: Send) -> Send:
     """Let the app finish, then start a response that never completes (the server closes)."""
+    _install_drop_filter()
     started = False
 
     async def swallow(message: Message) -> None:
@@ -164,3 +183,18 @@ def _dropping(send: Send) -> Send:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     return swallow
+
+
+def _delaying(send: Send, seconds: float) -> Send:
+    """Hold every message of the answer until the app is done, then wait and send them."""
+    held: list[Message] = []
+
+    async def hold(message: Message) -> None:
+        held.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            await asyncio.sleep(seconds)
+            for item in held:
+                await send(item)
+            held.clear()
+
+    return hold

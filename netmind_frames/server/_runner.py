@@ -20,8 +20,9 @@ from typing import Any
 
 import orjson
 
-from ._engine import complete
+from ._engine import complete_with_prompt, last_user_text
 from ._envelope import error_body
+from ._hooks import ExecutionLog
 from ._ids import fast_hex
 from ._store import Store
 from ._validate import validate_input
@@ -67,12 +68,23 @@ class Runner:
         Pace of each batch; 0 runs requests as fast as possible.
     fail_rate:
         Fraction of requests answered with a 500 error line (seeded per batch and custom_id).
+    log:
+        Where every executed request is recorded (None: not recorded). ``fail_rate`` rows
+        count as executed (status 500); lines ended by expiry or cancel never ran and do not.
     """
 
-    def __init__(self, store: Store, *, seconds_per_request: float, fail_rate: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        seconds_per_request: float,
+        fail_rate: float,
+        log: ExecutionLog | None = None,
+    ) -> None:
         self.store = store
         self.seconds_per_request = seconds_per_request
         self.fail_rate = fail_rate
+        self.log = log
         self._jobs: dict[str, _Job] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -219,9 +231,11 @@ class Runner:
         out: list[bytes] = []
         err: list[bytes] = []
         prompt = completion = 0
+        executed: list[tuple[str, Any, int, str | None]] = []
         for pos in job.order[start:stop]:
             req = orjson.loads(job.lines[pos])
             cid = req["custom_id"]
+            text: str | None
             if self.fail_rate and _unit(seed, batch_id, cid) < self.fail_rate:
                 status, body = (
                     500,
@@ -230,8 +244,10 @@ class Runner:
                         type="server_error",
                     ),
                 )
+                text = last_user_text(req.get("body"))
             else:
-                status, body = complete(req.get("body"))
+                status, body, text = complete_with_prompt(req.get("body"))
+            executed.append((batch_id, cid, status, text))
             line = {
                 "id": "batch_req_" + fast_hex(),
                 "custom_id": cid,
@@ -257,6 +273,8 @@ class Runner:
             failed=len(err),
             usage=(prompt, completion),
         )
+        if self.log is not None:
+            self.log.extend(executed)
 
     def _end(self, batch_id: str, status: str) -> None:
         """End a batch early: a ``batch_expired`` / ``batch_cancelled`` line per unrun request."""

@@ -9,11 +9,13 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
 from ._app import build_app
 from ._context import Context
+from ._hooks import ExecutionLog, FaultScript
 from ._presign import load_secret
 from ._runner import Runner
 from ._store import Store
@@ -54,6 +56,12 @@ class LocalBatchServer:
         Where to listen; loopback and an ephemeral port by default.
     presign_ttl:
         Lifetime of presigned URLs in seconds (Netmind: 2 hours).
+    record_executions:
+        Keep the in-memory log read by :meth:`executions` (default True; ``serve`` turns it
+        off, since no one in its process can read it).
+
+    Test hooks: :meth:`inject_fault` scripts a fault on one exact call, :meth:`executions`
+    lists every request the engine ran in batch mode.
 
     Example
     -------
@@ -76,6 +84,7 @@ class LocalBatchServer:
         host: str = "127.0.0.1",
         port: int = 0,
         presign_ttl: float = 7200.0,
+        record_executions: bool = True,
     ) -> None:
         if seconds_per_request < 0:
             raise ValueError("seconds_per_request must be >= 0")
@@ -107,6 +116,8 @@ class LocalBatchServer:
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._runner: Runner | None = None
+        self._faults = FaultScript()
+        self._log = ExecutionLog() if record_executions else None
 
     # -- addresses -----------------------------------------------------------------------
     @property
@@ -139,6 +150,70 @@ class LocalBatchServer:
         """Whether the server is serving."""
         return self._thread is not None
 
+    # -- test hooks ----------------------------------------------------------------------
+    def inject_fault(self, method: str, path: str, action: str, times: int = 1) -> None:
+        """Script a fault on the next ``times`` HTTP calls matching ``method`` and ``path``.
+
+        Thread-safe; callable before :meth:`start` or while serving, from any thread.
+
+        Parameters
+        ----------
+        method:
+            HTTP method, case-insensitive; ``"*"`` matches any.
+        path:
+            A regular expression that must **full-match** the request path after its dialect
+            prefix (the leading ``/inference-api/openai/v1`` or ``/v1`` is removed first; a
+            path with neither, such as a presigned URL ``/_presigned/<file id>``, is matched
+            whole; the query string is not part of the path). ``"/batches"`` matches batch
+            create and list under both prefixes but not ``/batches/<id>/cancel``.
+        action:
+            ``"429"`` (``Retry-After: 0``) or ``"500"``: answered without running anything.
+            ``"drop_before"``: the connection is dropped, nothing is run. ``"drop_after"``: the
+            call is run (a batch is created, a file stored, ...), then the connection is
+            dropped before the answer is complete. ``"delay:SECONDS"``: the call is run at
+            once and its answer held back SECONDS (a client timing out meanwhile never learns
+            the work was done).
+        times:
+            How many matching calls the fault hits; then it is gone.
+
+        Faults fire before the API key check and take precedence over ``fault_rate`` (no
+        seeded draw is made for that call). When several pending faults match a call, the
+        oldest one fires. Faults belong to this object and survive :meth:`stop` /
+        :meth:`start`.
+
+        Example
+        -------
+        >>> server.inject_fault("POST", "/batches", "drop_after")  # doctest: +SKIP
+        """
+        self._faults.add(method, path, action, times)
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """Return the scripted faults not yet used up: ``{method, path, action, times}`` each."""
+        return self._faults.pending()
+
+    def clear_faults(self) -> None:
+        """Drop every scripted fault not yet used up."""
+        self._faults.clear()
+
+    def executions(self) -> list[dict[str, Any]]:
+        """Every request the engine ran in batch mode, in the order it ran.
+
+        Each entry is ``{"batch_id", "custom_id", "status_code", "prompt"}``; ``prompt`` is the
+        last ``user`` message text of the request (None when its messages are invalid).
+        ``fail_rate`` rows are listed with status 500; lines that never ran (``batch_expired``,
+        ``batch_cancelled``) and synchronous ``chat/completions`` calls are not listed.
+
+        The log is kept in memory by this object: it survives :meth:`stop` / :meth:`start`
+        of the same object but starts empty in a new ``LocalBatchServer`` (another process,
+        even on the same ``data_dir``). Empty when ``record_executions=False``.
+        """
+        return self._log.snapshot() if self._log is not None else []
+
+    def clear_executions(self) -> None:
+        """Forget the execution log."""
+        if self._log is not None:
+            self._log.clear()
+
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> LocalBatchServer:
         """Start serving in background threads; return once the socket accepts connections."""
@@ -153,7 +228,10 @@ class LocalBatchServer:
                 root.mkdir(parents=True, exist_ok=True)
             store = Store(root)
             runner = Runner(
-                store, seconds_per_request=self.seconds_per_request, fail_rate=self.fail_rate
+                store,
+                seconds_per_request=self.seconds_per_request,
+                fail_rate=self.fail_rate,
+                log=self._log,
             )
             context = Context(
                 store=store,
@@ -170,6 +248,7 @@ class LocalBatchServer:
                 fault_rate=self.fault_rate,
                 seed=self.seed,
                 max_body_bytes=self.max_body_bytes,
+                script=self._faults,
             )
             family, kind, proto, _, _ = socket.getaddrinfo(
                 self.host, self._port_arg, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP

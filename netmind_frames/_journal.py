@@ -1,0 +1,219 @@
+"""The SQLite journal behind exactly-once submission and reattaching.
+
+Per shard (its fingerprint, for one base URL) it records the input file id, the batch id and the
+last status seen, before and after each remote step, so a crashed or restarted process finds
+the batch it already paid for. Per job it records the call's options (template, model,
+parameters; never the API key, never any row's text), so ``BatchJob.attach(job_id, frame=df)``
+needs nothing else.
+
+Every operation opens its own short transaction (``BEGIN IMMEDIATE``), so two processes, or two
+threads, can share one journal. A shard being submitted is *claimed*: a second process that
+wants the same shard waits for the claim to end instead of submitting it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shards (
+    base_url    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    file_id     TEXT,
+    batch_id    TEXT,
+    status      TEXT,
+    owner       TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (base_url, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id     TEXT PRIMARY KEY,
+    base_url   TEXT NOT NULL,
+    options    TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+#: A claim whose owner stopped updating it for this long is taken over.
+STALE_CLAIM_SECONDS = 600.0
+#: How long a second process waits for another's claim before giving up.
+CLAIM_WAIT_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """What the journal knows about one shard."""
+
+    fingerprint: str
+    file_id: str | None
+    batch_id: str | None
+    status: str | None
+
+
+class Journal:
+    """The journal file ``journal.sqlite3`` under ``home``."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.path = home / "journal.sqlite3"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sleep = sleep
+        self._clock = clock
+        db = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # -- shards ---------------------------------------------------------------------------
+
+    def shard(self, base_url: str, fingerprint: str) -> ShardRecord | None:
+        """The record of one shard, or None."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT file_id, batch_id, status FROM shards "
+                "WHERE base_url = ? AND fingerprint = ?",
+                (base_url, fingerprint),
+            ).fetchone()
+        return None if row is None else ShardRecord(fingerprint, *row)
+
+    def claim(self, base_url: str, fingerprint: str) -> ShardRecord:
+        """Claim a shard for submission, or learn that it was submitted already.
+
+        A record with a ``batch_id``: submitted already (no claim taken). Without one: this
+        process now holds the claim, and ``file_id`` is set when an earlier attempt uploaded
+        the file. While another live process holds the claim, waits for it.
+        """
+        deadline = self._clock() + CLAIM_WAIT_SECONDS
+        while True:
+            with self._transaction() as db:
+                row = db.execute(
+                    "SELECT file_id, batch_id, status, owner, updated_at FROM shards "
+                    "WHERE base_url = ? AND fingerprint = ?",
+                    (base_url, fingerprint),
+                ).fetchone()
+                if row is not None and row[1] is not None:
+                    return ShardRecord(fingerprint, row[0], row[1], row[2])
+                if row is None or self._may_take(row[3], row[4]) or self._clock() > deadline:
+                    db.execute(
+                        "INSERT INTO shards (base_url, fingerprint, file_id, owner, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (base_url, fingerprint) "
+                        "DO UPDATE SET owner = excluded.owner, updated_at = excluded.updated_at",
+                        (base_url, fingerprint, None, self.owner, self._clock()),
+                    )
+                    return ShardRecord(fingerprint, row[0] if row else None, None, None)
+            self._sleep(0.5)
+
+    def _may_take(self, owner: str | None, updated_at: float) -> bool:
+        if owner is None or owner == self.owner:
+            return True
+        if self._clock() - updated_at > STALE_CLAIM_SECONDS:
+            return True
+        host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+    def claim_again(self, base_url: str, fingerprint: str) -> None:
+        """Claim a shard whose recorded batch is gone or failed: it will be submitted anew."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE shards SET file_id = NULL, batch_id = NULL, status = NULL, owner = ?, "
+                "updated_at = ? WHERE base_url = ? AND fingerprint = ?",
+                (self.owner, self._clock(), base_url, fingerprint),
+            )
+
+    def record_upload(self, base_url: str, fingerprint: str, file_id: str) -> None:
+        """The shard's input file is uploaded (the claim is refreshed)."""
+        self._update(base_url, fingerprint, "file_id = ?, owner = ?", (file_id, self.owner))
+
+    def record_batch(self, base_url: str, fingerprint: str, batch_id: str, status: str) -> None:
+        """The shard's batch exists (created, or found on the server); the claim ends."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO shards (base_url, fingerprint, batch_id, status, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (base_url, fingerprint) DO UPDATE SET "
+                "batch_id = excluded.batch_id, status = excluded.status, owner = NULL, "
+                "updated_at = excluded.updated_at",
+                (base_url, fingerprint, batch_id, status, self._clock()),
+            )
+
+    def record_status(self, base_url: str, batch_id: str, status: str) -> None:
+        """The last status seen of a batch."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE shards SET status = ?, updated_at = ? WHERE base_url = ? AND batch_id = ?",
+                (status, self._clock(), base_url, batch_id),
+            )
+
+    def release(self, base_url: str, fingerprint: str) -> None:
+        """Give up a claim (submission failed): another process may try."""
+        self._update(base_url, fingerprint, "owner = NULL", ())
+
+    def _update(self, base_url: str, fingerprint: str, assignments: str, values: tuple) -> None:
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE shards SET {assignments}, updated_at = ? "
+                "WHERE base_url = ? AND fingerprint = ?",
+                (*values, self._clock(), base_url, fingerprint),
+            )
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def save_job(self, job_id: str, base_url: str, options: dict[str, Any]) -> None:
+        """Remember the options a job was submitted with (JSON-serialisable values only)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO jobs (job_id, base_url, options, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (job_id, base_url, json.dumps(options, sort_keys=True), self._clock()),
+            )
+
+    def job_options(self, job_id: str) -> dict[str, Any] | None:
+        """The options a job was submitted with, or None when the journal does not know it."""
+        with self._transaction() as db:
+            row = db.execute("SELECT options FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

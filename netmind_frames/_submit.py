@@ -1,0 +1,193 @@
+"""Exactly-once submission of shards: never pay twice for the same requests.
+
+For each shard, in order: the journal (this machine), then the batches' ``metadata`` on the
+server (a bounded scan of ``batches.list``, for when the journal is gone), and only then an
+upload and a ``batches.create``. The create is sent without the SDK's automatic retries: after
+an answer that was lost (timeout, 5xx, dropped connection), the fingerprint is looked up before
+creating again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import openai
+
+from ._connection import Connection
+from ._journal import Journal, ShardRecord
+from ._requests import RequestPlan, Shard
+
+log = logging.getLogger("netmind_frames")
+
+FINGERPRINT_KEY = "netmind_frames_fingerprint"
+#: How many of the newest batches a lookup by fingerprint reads (100 per page).
+SCAN_LIMIT = 500
+_CREATE_ATTEMPTS = 6
+#: Outcomes after which the batch may or may not exist on the server.
+_UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.InternalServerError)
+
+
+def submit_plan(
+    connection: Connection,
+    journal: Journal,
+    plan: RequestPlan,
+    *,
+    completion_window: str,
+    metadata: Mapping[str, str],
+    resubmit: bool = False,
+    round_number: int = 0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Submit every shard of ``plan`` (or find it submitted already); return the batch ids.
+
+    ``round_number`` tells retry rounds apart: a round that re-sends the same rows as an
+    earlier one is a new submission, not the earlier one again.
+    """
+    return [
+        _submit_shard(
+            connection,
+            journal,
+            plan,
+            index,
+            key=shard_key(plan.shards[index], round_number),
+            completion_window=completion_window,
+            metadata=metadata,
+            resubmit=resubmit,
+            sleep=sleep,
+        )
+        for index in range(len(plan.shards))
+    ]
+
+
+def _submit_shard(
+    connection: Connection,
+    journal: Journal,
+    plan: RequestPlan,
+    index: int,
+    *,
+    key: str,
+    completion_window: str,
+    metadata: Mapping[str, str],
+    resubmit: bool,
+    sleep: Callable[[float], None],
+) -> str:
+    shard = plan.shards[index]
+    base_url = connection.settings.base_url
+    record = journal.claim(base_url, key)
+    if record.batch_id:
+        status = None if resubmit else _live_status(connection, record.batch_id)
+        if status is not None and status != "failed":
+            log.info(
+                "shard %d: attached to batch %s (%s), from the journal",
+                index + 1,
+                record.batch_id,
+                status,
+            )
+            journal.record_status(base_url, record.batch_id, status)
+            return record.batch_id
+        # Forced, gone, or failed validation (nothing ran, nothing billed): submit anew.
+        journal.claim_again(base_url, key)
+        record = ShardRecord(key, None, None, None)
+    try:
+        if not resubmit:
+            found = find_batch(connection, key)
+            if found is not None and found.status != "failed":
+                log.info(
+                    "shard %d: attached to batch %s (%s), found by fingerprint",
+                    index + 1,
+                    found.id,
+                    found.status,
+                )
+                journal.record_batch(base_url, key, found.id, found.status)
+                return str(found.id)
+        metadata = {
+            **metadata,
+            FINGERPRINT_KEY: key,
+            "netmind_frames_shard": f"{index + 1}/{len(plan.shards)}",
+        }
+        body = {
+            "input_file_id": record.file_id or _upload(connection, journal, shard, key),
+            "endpoint": plan.endpoint,
+            "completion_window": completion_window,
+            "metadata": metadata,
+        }
+        try:
+            batch = _create_once(connection, key, body, sleep)
+        except (openai.BadRequestError, openai.NotFoundError):
+            if not record.file_id:
+                raise
+            # The file an earlier attempt uploaded is gone from the server: upload again.
+            body["input_file_id"] = _upload(connection, journal, shard, key)
+            batch = _create_once(connection, key, body, sleep)
+    except BaseException:
+        journal.release(base_url, key)
+        raise
+    journal.record_batch(base_url, key, batch.id, batch.status)
+    log.info(
+        "shard %d/%d: %d requests, file %s, created batch %s",
+        index + 1,
+        len(plan.shards),
+        shard.n_requests,
+        body["input_file_id"],
+        batch.id,
+    )
+    return str(batch.id)
+
+
+def shard_key(shard: Shard, round_number: int = 0) -> str:
+    """The journal and metadata key of a shard: its fingerprint, marked with a retry round."""
+    return shard.fingerprint if round_number == 0 else f"{shard.fingerprint}:r{round_number}"
+
+
+def _upload(connection: Connection, journal: Journal, shard: Shard, key: str) -> str:
+    file_id = connection.files.upload(shard.data, f"netmind_frames-{shard.fingerprint[:16]}.jsonl")
+    journal.record_upload(connection.settings.base_url, key, file_id)
+    return file_id
+
+
+def _create_once(
+    connection: Connection,
+    fingerprint: str,
+    body: dict[str, Any],
+    sleep: Callable[[float], None],
+) -> Any:
+    """``batches.create`` without blind retries: after a lost answer, look before creating."""
+    client = connection.client.with_options(max_retries=0)
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return client.batches.create(**body)
+        except openai.RateLimitError:
+            pass  # refused, so certainly not created
+        except _UNKNOWN_OUTCOME as exc:
+            log.info(
+                "batch create: %s; looking for the batch before trying again", type(exc).__name__
+            )
+            found = find_batch(connection, fingerprint)
+            if found is not None:
+                return found
+        if attempt == _CREATE_ATTEMPTS - 1:
+            break
+        sleep(min(0.5 * 2**attempt, 8.0))
+    return client.batches.create(**body)  # the last try raises whatever it meets
+
+
+def find_batch(connection: Connection, fingerprint: str) -> Any | None:
+    """The newest batch whose metadata carries ``fingerprint``, among the newest SCAN_LIMIT."""
+    page = connection.client.batches.list(limit=100)
+    for seen, batch in enumerate(page):
+        if seen >= SCAN_LIMIT:
+            break
+        if (batch.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
+            return batch
+    return None
+
+
+def _live_status(connection: Connection, batch_id: str) -> str | None:
+    """The batch's status, or None when the server does not know it (any more)."""
+    try:
+        return str(connection.client.batches.retrieve(batch_id).status)
+    except openai.NotFoundError:
+        return None
