@@ -40,8 +40,10 @@ def connect(settings: Settings, client: openai.OpenAI | None = None) -> Connecti
     with _pool_lock:
         if client is None:
             if settings not in _clients:
+                # More retries than the SDK's 2: reads are idempotent, and a 24-hour job
+                # should not fail on a few 5xx in a row. (Creates never retry: see _submit.)
                 _clients[settings] = openai.OpenAI(
-                    base_url=settings.base_url, api_key=settings.api_key
+                    base_url=settings.base_url, api_key=settings.api_key, max_retries=6
                 )
             client = _clients[settings]
         files: FileTransport = OpenAIFiles(client)

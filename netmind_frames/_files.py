@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 #: Statuses worth another try: the request may well succeed a moment later.
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-_ATTEMPTS = 5
+_ATTEMPTS = 8
 
 
 class FileTransport(Protocol):
@@ -81,7 +81,10 @@ class NetmindFiles:
         self._http.close()
 
     def upload(self, data: bytes, filename: str) -> str:
-        def attempt() -> str:
+        # Each step is retried on its own. A create whose answer was lost leaves an empty
+        # file record behind (harmless: it holds no bytes and is never used); the PUT to
+        # the same presigned URL is idempotent.
+        def create() -> dict[str, object]:
             created = self._http.post(
                 self._files_url,
                 json={"file_name": filename, "purpose": "batch"},
@@ -93,19 +96,23 @@ class NetmindFiles:
                 raise FileTransferError(
                     f"Netmind file create answered without id and presigned_url: {_keys(body)}"
                 )
-            put = self._http.put(str(body["presigned_url"]), content=data)
-            _raise_for_status(put, "upload to the presigned URL")
-            return str(body["id"])
+            return body
 
-        return _retry(attempt, f"upload of {filename}")
+        def put(url: str) -> None:
+            _raise_for_status(self._http.put(url, content=data), "upload to the presigned URL")
+
+        body = _retry(create, f"file create for {filename}")
+        _retry(lambda: put(str(body["presigned_url"])), f"upload of {filename}")
+        return str(body["id"])
 
     def download(self, file_id: str, dest: Path) -> Path:
-        def attempt() -> Path:
-            answer = self._http.get(
-                f"{self._files_url}/{file_id}/presigned_url", headers=self._auth
-            )
+        def presigned_url() -> str:
+            where = f"{self._files_url}/{file_id}/presigned_url"
+            answer = self._http.get(where, headers=self._auth)
             _raise_for_status(answer, "download URL request")
-            url = download_url_from(answer)
+            return download_url_from(answer)
+
+        def fetch(url: str) -> Path:
             with self._http.stream("GET", url) as response:
                 _raise_for_status(response, "download from the presigned URL")
                 with dest.open("wb") as out:
@@ -113,7 +120,8 @@ class NetmindFiles:
                         out.write(chunk)
             return dest
 
-        return _retry(attempt, f"download of {file_id}")
+        url = _retry(presigned_url, f"download URL of {file_id}")
+        return _retry(lambda: fetch(url), f"download of {file_id}")
 
 
 def download_url_from(response: httpx2.Response) -> str:

@@ -258,7 +258,7 @@ def test_executions_record_invalid_requests(
     local_server: LocalBatchServer, oai: openai.OpenAI
 ) -> None:
     bad = request_line("bad", "x", max_tokens=0)
-    broken = {"custom_id": "broken", "method": "POST", "url": ENDPOINT, "body": {"model": "m"}}
+    broken = {"custom_id": "broken", "method": "POST", "url": ENDPOINT, "body": {"model": "echo-1"}}
     batch = run_batch(oai, jsonl([bad, broken]))
     log = sorted(local_server.executions(), key=lambda e: e["custom_id"])
     assert [(e["custom_id"], e["status_code"], e["prompt"]) for e in log] == [
@@ -270,12 +270,17 @@ def test_executions_record_invalid_requests(
 
 def test_executions_skip_lines_that_never_ran() -> None:
     with (
-        LocalBatchServer(seconds_per_request=0.02, expire_after=0.5, seed=2) as srv,
+        LocalBatchServer(seconds_per_request=0.02, expire_after=1.0, seed=2) as srv,
         openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as client,
     ):
         expired = run_batch(client, rows(200))
         cancelled = start_batch(client, rows(200))
-        wait_for(lambda: client.batches.retrieve(cancelled.id).request_counts.completed > 0)
+
+        def started() -> bool:
+            counts = client.batches.retrieve(cancelled.id).request_counts
+            return counts is not None and counts.completed > 0
+
+        wait_for(started)
         client.batches.cancel(cancelled.id)
         cancelled = wait_terminal(client, cancelled.id)
         log = srv.executions()
