@@ -319,7 +319,7 @@ def to_jsonl(
         system=system,
         custom_id_column=custom_id_column,
         max_requests=max_requests,
-        max_bytes=max_bytes or MAX_BYTES[provider],  # type: ignore[index]
+        max_bytes=max_bytes or MAX_BYTES[provider],
         params=params,
     )
     data = b"".join(shard.data for shard in plan.shards)

@@ -106,6 +106,12 @@ def _add_complete(subparsers: Any) -> None:
     p.add_argument("--prefix", default="", help="put before every result column name")
     p.add_argument("--poll-interval", type=float, default=30.0, help="longest wait between polls")
     p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+    p.add_argument(
+        "--retries", type=int, default=2, help="rounds of re-sending retryable failed rows"
+    )
+    p.add_argument(
+        "--resubmit", action="store_true", help="new batches even if identical ones exist"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_complete, command="complete")
 
@@ -130,6 +136,8 @@ def _run_complete(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         timeout=args.timeout,
         progress=not args.quiet,
+        retries=args.retries,
+        resubmit=args.resubmit,
         **params,
     )
     out.to_parquet(args.output)

@@ -17,13 +17,12 @@ import openai
 import pandas as pd
 import pytest
 from conftest import connection_kwargs
+
+from netmind_frames import BatchFailedError, BatchJob, InputError, JobTimeoutError, LocalBatchServer
 from netmind_frames._config import resolve_settings
 from netmind_frames._connection import connect
 from netmind_frames._journal import Journal
 from netmind_frames._options import JobOptions
-
-import netmind_frames
-from netmind_frames import BatchFailedError, BatchJob, InputError, JobTimeoutError, LocalBatchServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

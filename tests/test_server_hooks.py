@@ -151,13 +151,13 @@ def test_delay_runs_the_call_and_holds_the_answer(
     local_server: LocalBatchServer, oai: openai.OpenAI
 ) -> None:
     file_id = upload(oai, rows(2))
-    local_server.inject_fault("POST", "/batches", "delay:1.5")
+    local_server.inject_fault("POST", "/batches", "delay:0.8")
     began = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
-        oai.with_options(timeout=0.3).batches.create(
+        oai.with_options(timeout=0.2).batches.create(
             input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h"
         )
-    assert time.monotonic() - began < 1.4
+    assert time.monotonic() - began < 0.7
     assert len(batch_ids(oai)) == 1  # the work was done although the client timed out
     local_server.inject_fault("GET", "/batches", "delay:0.2")
     began = time.monotonic()
@@ -284,15 +284,15 @@ def test_executions_skip_lines_that_never_ran() -> None:
         client.batches.cancel(cancelled.id)
         cancelled = wait_terminal(client, cancelled.id)
         log = srv.executions()
-    assert (expired.status, cancelled.status) == ("expired", "cancelled")
-    for batch in (expired, cancelled):
-        ran = [e for e in log if e["batch_id"] == batch.id]
-        assert 0 < len(ran) < 200
-        assert batch.request_counts is not None
-        assert len(ran) == batch.request_counts.completed
-        unrun = {line["custom_id"] for line in content(client, batch.error_file_id)}
-        assert len(unrun) + len(ran) == 200
-        assert not unrun & {e["custom_id"] for e in ran}
+        assert (expired.status, cancelled.status) == ("expired", "cancelled")
+        for batch in (expired, cancelled):
+            ran = [e for e in log if e["batch_id"] == batch.id]
+            assert 0 < len(ran) < 200
+            assert batch.request_counts is not None
+            assert len(ran) == batch.request_counts.completed
+            unrun = {line["custom_id"] for line in content(client, batch.error_file_id)}
+            assert len(unrun) + len(ran) == 200
+            assert not unrun & {e["custom_id"] for e in ran}
 
 
 def test_executions_survive_restart_of_the_same_object(tmp_path: Any) -> None:

@@ -137,9 +137,10 @@ def test_attach_by_id_alone_from_a_new_process(fresh_server, frame, tmp_path):
         f"""
         import pandas as pd, netmind_frames
         df = pd.read_parquet({str(tmp_path / "in.parquet")!r})
-        job = netmind_frames.BatchJob.attach({job.id!r}, frame=df, base_url={fresh_server.base_url!r},
-                                             api_key={fresh_server.api_key!r}, progress=False,
-                                             poll_interval=0.05)
+        job = netmind_frames.BatchJob.attach(
+            {job.id!r}, frame=df, base_url={fresh_server.base_url!r},
+            api_key={fresh_server.api_key!r}, progress=False, poll_interval=0.05,
+        )
         job.result().to_parquet({str(tmp_path / "out.parquet")!r})
         """
     )

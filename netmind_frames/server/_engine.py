@@ -68,8 +68,8 @@ def _limit(body: dict[str, Any]) -> int | None:
     return min(limits) if limits else None
 
 
-def _parse(body: Any) -> tuple[str, list[str], str, int | None, Any]:
-    """Check the request; return model, every message's text, last user text, limit, format."""
+def _parse(body: Any) -> tuple[str, list[str], str]:
+    """Check the model and messages; return the model, every message's text, last user text."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", None, "invalid_type")
     model = body.get("model")
@@ -100,7 +100,7 @@ def _parse(body: Any) -> tuple[str, list[str], str, int | None, Any]:
         texts.append(text)
         if msg["role"] == "user":
             last_user = text
-    return model, texts, last_user, _limit(body), body.get("response_format")
+    return model, texts, last_user
 
 
 def _structured(fmt: Any, text: str, seed: str) -> str | None:
@@ -150,8 +150,9 @@ def complete_with_prompt(body: Any) -> tuple[int, dict[str, Any], str | None]:
     """
     text: str | None = None
     try:
-        model, texts, text, limit, fmt = _parse(body)
-        structured = _structured(fmt, text, "\x00".join(texts))
+        model, texts, text = _parse(body)
+        limit = _limit(body)
+        structured = _structured(body.get("response_format"), text, "\x00".join(texts))
     except InvalidRequest as exc:
         return 400, error_body(str(exc), param=exc.param, code=exc.code), text
     finish = "stop"
