@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._errors import ColumnError, InputError, RowError
+from ._escape import BINARY, buffers, escape_constant, json_escape
 
 __all__ = ["CHAT_ENDPOINT", "RequestPlan", "Shard", "build_plan"]
 
@@ -35,7 +36,6 @@ CHUNK_ROWS = 128 * 1024
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-_BIN = pa.large_binary()
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def build_plan(
         ids, user_ids = _user_ids(frame, custom_id_column)
     source = _content_source(frame, prompt, prompt_column, messages_column, system)
     constants = _line_pieces(CHAT_ENDPOINT, model, system, params, source.is_messages)
-    lines = _iter_line_chunks(frame, ids.view(_BIN), source, constants, max_bytes)
+    lines = _iter_line_chunks(frame, ids.view(BINARY), source, constants, max_bytes)
     shards = _split_into_shards(lines, model, max_requests, max_bytes)
     return RequestPlan(CHAT_ENDPOINT, len(frame), tuple(shards), custom_ids=user_ids)
 
@@ -244,7 +244,7 @@ def _content_source(
     arrays: dict[str, pa.Array] = {}
     for literal, name in _parse_template(prompt):
         if literal:
-            pieces.append(_escape_constant(literal, "prompt template"))
+            pieces.append(escape_constant(literal, "prompt template"))
         if name is not None:
             if name not in arrays:
                 arrays[name] = _text_values(frame, name, strict=False)
@@ -332,7 +332,7 @@ def _to_arrow_text(frame: pd.DataFrame, column: pd.Series, name: str) -> pa.Arra
         raise
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    return values.view(_BIN)
+    return values.view(BINARY)
 
 
 def _messages_json(frame: pd.DataFrame, name: str, system: str | None) -> pa.Array:
@@ -350,7 +350,7 @@ def _messages_json(frame: pd.DataFrame, name: str, system: str | None) -> pa.Arr
                 f"encoded as JSON: {exc}",
                 position=position,
             ) from None
-    return pa.array(out, type=_BIN)
+    return pa.array(out, type=BINARY)
 
 
 def _check_messages(frame: pd.DataFrame, position: int, name: str, cell: Any) -> list[Any]:
@@ -455,115 +455,6 @@ def _as_string_array(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
     return ids
 
 
-# -- JSON escaping ----------------------------------------------------------------------------
-
-# Bytes that must be escaped inside a JSON string: 1 = '"' or '\\' (prefix a backslash),
-# 2 = control char with a short escape (\b \t \n \f \r), 3 = other control char (\u00XX).
-# Non-ASCII bytes pass through: JSON text is UTF-8 and U+2028/U+2029 are legal in it.
-_KIND = np.zeros(256, dtype=np.uint8)
-_KIND[:0x20] = 3
-_KIND[list(b"\b\t\n\f\r")] = 2
-_KIND[[0x22, 0x5C]] = 1
-_SHORT = np.zeros(256, dtype=np.uint8)
-_SHORT[list(b"\b\t\n\f\r")] = list(b"btnfr")
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
-def _escape_constant(text: str, what: str) -> bytes:
-    try:
-        return orjson.dumps(text)[1:-1]
-    except orjson.JSONEncodeError:
-        raise InputError(f"the {what} is not encodable as UTF-8 (lone surrogate)") from None
-
-
-def _buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets rebased to 0, data bytes) of a large_binary array, zero-copy."""
-    _, offsets_buffer, data_buffer = values.buffers()
-    offsets = np.frombuffer(offsets_buffer, np.int64, len(values) + 1, values.offset * 8)
-    start, stop = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(data_buffer, np.uint8, stop - start, start) if stop > start else None
-    return offsets - start, data if data is not None else np.zeros(0, np.uint8)
-
-
-_BLOCK = 1 << 18  # bytes scanned at a time: the masks stay in the CPU cache (2x faster)
-
-
-def _special_bytes(data: np.ndarray) -> np.ndarray:
-    """Positions of the bytes JSON forbids raw in a string: control chars, '"' and '\\'."""
-    mask = np.empty(min(_BLOCK, len(data)), dtype=bool)
-    scratch = np.empty_like(mask)
-    found = []
-    for start in range(0, len(data), _BLOCK):
-        block = data[start : start + _BLOCK]
-        m, s = mask[: len(block)], scratch[: len(block)]
-        np.less(block, 0x20, out=m)
-        np.equal(block, 0x22, out=s)
-        m |= s
-        np.equal(block, 0x5C, out=s)
-        m |= s
-        if m.any():
-            found.append(np.flatnonzero(m) + start)
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-
-def _json_escape(values: pa.Array) -> list[pa.Array]:
-    """JSON-escape UTF-8 strings (large_binary) without Python per row.
-
-    Returns one array, or two that the line join concatenates with ``null_handling="skip"``:
-    the input with the rows that need escaping masked out (zero-copy: a new validity bitmap),
-    and those rows escaped (empty elsewhere). Usual text has few such rows, so the cost is
-    one vectorised scan of the bytes plus work proportional to the rows that need escaping,
-    and no copy of the clean rows.
-    """
-    offsets, data = _buffers(values)
-    special = _special_bytes(data)
-    if special.size == 0:
-        return [values]
-    rows = np.unique(np.searchsorted(offsets, special, side="right") - 1)
-    escaped_offsets, escaped_data = _buffers(_escape_rows(values.take(pa.array(rows))))
-    clean = np.ones(len(values), dtype=bool)
-    clean[rows] = False
-    validity = pa.array(clean).buffers()[1]
-    kept = pa.Array.from_buffers(
-        _BIN, len(values), [validity, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
-    sizes = np.zeros(len(values) + 1, dtype=np.int64)
-    sizes[rows + 1] = np.diff(escaped_offsets)
-    fixed = pa.Array.from_buffers(
-        _BIN, len(values), [None, pa.py_buffer(np.cumsum(sizes)), pa.py_buffer(escaped_data)]
-    )
-    return [kept, fixed]
-
-
-def _escape_rows(values: pa.Array) -> pa.Array:
-    """Escape every special byte of a (dense) large_binary array with one ``np.insert``."""
-    offsets, data = _buffers(values)
-    special = _special_bytes(data)
-    kind = _KIND[data[special]]
-    is_hex = kind == 3
-    out = data.copy()
-    short = special[kind == 2]
-    out[short] = _SHORT[data[short]]
-    hex_at = special[is_hex]
-    out[hex_at] = _HEX[data[hex_at] & 0x0F]
-    # What goes in front of each special byte: "\" (1 byte) or "\u00X" (5 bytes).
-    extra = np.where(is_hex, 5, 1)
-    inserted = np.full(int(extra.sum()), 0x5C, dtype=np.uint8)
-    if hex_at.size:
-        first = (np.cumsum(extra) - extra)[is_hex]
-        inserted[first + 1] = ord("u")
-        inserted[first + 2] = inserted[first + 3] = ord("0")
-        inserted[first + 4] = _HEX[data[hex_at] >> 4]
-    escaped = np.insert(out, np.repeat(special, extra), inserted)
-    row = np.searchsorted(offsets, special, side="right") - 1
-    grown = np.bincount(row, weights=extra, minlength=len(values)).astype(np.int64)
-    new_offsets = offsets.copy()
-    new_offsets[1:] += np.cumsum(grown)
-    return pa.Array.from_buffers(
-        _BIN, len(values), [None, pa.py_buffer(new_offsets), pa.py_buffer(escaped)]
-    )
-
-
 # -- lines and shards -------------------------------------------------------------------------
 
 _ID_SENTINEL = "\x00netmind-frames-custom-id\x00"
@@ -629,20 +520,20 @@ def _iter_line_chunks(
 ) -> Iterator[_LineChunk]:
     head, mid, tail = constants
     pieces = _merge_constants([head, ids, mid, *source.pieces, tail])
-    separator = pa.scalar(b"", _BIN)
+    separator = pa.scalar(b"", BINARY)
     for start in range(0, len(ids), CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, len(ids))
         args: list[pa.Array | pa.Scalar] = []
         for piece in pieces:
             if isinstance(piece, bytes):
-                args.append(pa.scalar(piece, _BIN))
+                args.append(pa.scalar(piece, BINARY))
             elif piece is ids or source.is_messages:
                 args.append(piece.slice(start, stop - start))
             else:
-                args.extend(_json_escape(piece.slice(start, stop - start)))
+                args.extend(json_escape(piece.slice(start, stop - start)))
         # "skip": a row's text is the non-null one of the two arrays _json_escape returns.
         lines = pc.binary_join_element_wise(*args, separator, null_handling="skip")
-        offsets, data = _buffers(lines)
+        offsets, data = buffers(lines)
         _check_line_sizes(frame, start, np.diff(offsets), max_bytes)
         yield _LineChunk(start, data, offsets)
 
