@@ -75,12 +75,23 @@ class Journal:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sleep = sleep
         self._clock = clock
-        db = sqlite3.connect(self.path, timeout=30.0)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
+        self._create()
+
+    def _create(self) -> None:
+        # Switching to WAL needs a moment alone with the file, and SQLite does not wait for
+        # that: two processes opening a new journal at once retry instead.
+        for attempt in range(50):
+            db = sqlite3.connect(self.path, timeout=30.0)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+            finally:
+                db.close()
+            self._sleep(0.05)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"

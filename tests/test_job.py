@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx2
@@ -18,7 +19,15 @@ import pandas as pd
 import pytest
 from conftest import connection_kwargs
 
-from netmind_frames import BatchFailedError, BatchJob, InputError, JobTimeoutError, LocalBatchServer
+import netmind_frames
+from netmind_frames import (
+    BatchFailedError,
+    BatchJob,
+    InputError,
+    JobTimeoutError,
+    LocalBatchServer,
+    batch_complete,
+)
 from netmind_frames._config import resolve_settings
 from netmind_frames._connection import connect
 from netmind_frames._journal import Journal
@@ -211,3 +220,58 @@ def test_repr_never_shows_the_key(reviews):
         print(repr(job), repr(job._connection), repr(job._connection.settings), file=text)
         assert secret not in text.getvalue()
         assert secret not in repr(srv)
+
+
+def ok_executions(srv: LocalBatchServer) -> Counter[str]:
+    """How many times the server answered each prompt successfully, over all batches."""
+    return Counter(e["prompt"] for e in srv.executions() if 200 <= e["status_code"] < 300)
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        pytest.param({"fail_rate": 0.25, "seed": 7}, id="fail-rate"),
+        pytest.param({"seconds_per_request": 0.004, "expire_after": 0.15}, id="expire-after"),
+    ],
+)
+def test_retries_recover_rows_and_never_resend_an_answered_row(dialect, knobs):
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(80)]})
+    with LocalBatchServer(**knobs) as srv:
+        job = netmind_frames.submit(
+            frame, "{text}", model="m", retries=8, **connection_kwargs(srv, dialect)
+        )
+        out = job.result()
+        answered = ok_executions(srv)
+    assert job.retry_batch_ids, "the knob should have made some rows fail"
+    assert (out["status"] == "ok").all()
+    assert list(out["response"]) == list(frame["text"])
+    assert all(answered[text] == 1 for text in frame["text"]), answered.most_common(3)
+
+
+def test_retries_zero_keeps_failures_and_rerunning_retries_reattaches(fresh_server):
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(60)]})
+    with LocalBatchServer(fail_rate=0.3, seed=11) as srv:
+        kwargs = connection_kwargs(srv, "netmind")
+        none = batch_complete(frame, "{text}", model="m", retries=0, **kwargs)
+        assert (none["status"] == "failed").any()
+        first = batch_complete(frame, "{text}", model="m", retries=3, **kwargs)
+        with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as client:
+            created = len(list(client.batches.list(limit=100)))
+            again = batch_complete(frame, "{text}", model="m", retries=3, **kwargs)
+            assert len(list(client.batches.list(limit=100))) == created
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_request_errors_are_not_retried(server):
+    """A 400 (a bad request body) would fail the same way again: it is not resent."""
+    frame = pd.DataFrame({"text": ["fine", "also fine"]})
+    out = batch_complete(
+        frame,
+        "{text}",
+        model="m",
+        max_tokens="many",
+        retries=3,
+        **connection_kwargs(server, "openai"),
+    )
+    assert (out["status"] == "failed").all()
+    assert out["error_message"].notna().all()

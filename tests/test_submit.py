@@ -164,3 +164,23 @@ def test_fault_rate_everywhere_gives_the_clean_result(frame, dialect):
         out = batch_complete(frame, "{text}", **kwargs, **connection_kwargs(faulty, dialect))
         assert count_batches(faulty) == 3
     pd.testing.assert_frame_equal(out.drop(columns=[]), expected, check_like=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "action"),
+    [
+        pytest.param("POST", "/batches", "drop_after", id="create-answer-lost"),
+        pytest.param("POST", "/batches", "500", id="create-500"),
+        pytest.param("POST", "/batches", "drop_before", id="create-dropped"),
+        pytest.param("POST", "/files", "drop_after", id="file-create-answer-lost"),
+        pytest.param("PUT", "/_presigned/.*", "drop_after", id="presigned-put-lost"),
+        pytest.param("GET", "/files/.*/content", "drop_after", id="download-lost"),
+        pytest.param("GET", "/_presigned/.*", "500", id="presigned-download-500"),
+    ],
+)
+def test_lost_answers_never_make_a_second_batch(fresh_server, frame, dialect, method, path, action):
+    fresh_server.inject_fault(method, path, action, times=2)
+    out = batch_complete(frame, "{text}", model="m", **connection_kwargs(fresh_server, dialect))
+    assert count_batches(fresh_server) == 1
+    assert list(out["response"]) == list(frame["text"])
+    assert (out["status"] == "ok").all()
