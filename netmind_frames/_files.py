@@ -27,6 +27,8 @@ T = TypeVar("T")
 #: Statuses worth another try: the request may well succeed a moment later.
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _ATTEMPTS = 8
+#: How many of the newest files a lookup after a lost upload answer reads.
+_FIND_LIMIT = 500
 
 
 class FileTransport(Protocol):
@@ -47,12 +49,38 @@ class OpenAIFiles:
     def __init__(self, client: openai.OpenAI) -> None:
         self._client = client
 
-    def upload(self, data: bytes, filename: str) -> str:
-        # A tuple gives the upload a .jsonl name; OpenAI rejects batch files without one.
-        created = self._client.files.create(
-            file=(filename, data, "application/jsonl"), purpose="batch"
-        )
-        return created.id
+    def upload(
+        self, data: bytes, filename: str, sleep: Callable[[float], None] = time.sleep
+    ) -> str:
+        # Sent without the SDK's blind retries: after a lost answer the file may exist
+        # already, so look for it (by its fingerprinted name and size) before sending again.
+        client = self._client.with_options(max_retries=0)
+        for attempt in range(_ATTEMPTS):
+            try:
+                # A tuple gives the upload a .jsonl name; OpenAI rejects batch files without one.
+                created = client.files.create(
+                    file=(filename, data, "application/jsonl"), purpose="batch"
+                )
+                return created.id
+            except openai.RateLimitError:
+                pass  # refused: certainly not stored
+            except (openai.APIConnectionError, openai.InternalServerError):
+                found = self._find(filename, len(data))
+                if found is not None:
+                    return found
+            if attempt == _ATTEMPTS - 1:
+                break
+            sleep(min(0.5 * 2**attempt, 8.0))
+        raise FileTransferError(f"upload of {filename} failed after {_ATTEMPTS} attempts")
+
+    def _find(self, filename: str, size: int) -> str | None:
+        """The id of an uploaded batch file with this name and size, among the newest."""
+        for seen, file in enumerate(self._client.files.list(purpose="batch")):
+            if seen >= _FIND_LIMIT:
+                break
+            if file.filename == filename and file.bytes == size:
+                return file.id
+        return None
 
     def download(self, file_id: str, dest: Path) -> Path:
         def attempt() -> Path:

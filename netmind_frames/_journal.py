@@ -42,12 +42,36 @@ CREATE TABLE IF NOT EXISTS jobs (
     options    TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_plans (
+    job_id     TEXT PRIMARY KEY,
+    base_url   TEXT NOT NULL,
+    input      TEXT,
+    n_rows     INTEGER NOT NULL,
+    shard_keys TEXT NOT NULL,
+    cancelled  INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
 """
 
 #: A claim whose owner stopped updating it for this long is taken over.
 STALE_CLAIM_SECONDS = 600.0
 #: How long a second process waits for another's claim before giving up.
 CLAIM_WAIT_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What the journal knows about one job: where it ran, what it read, its shards."""
+
+    job_id: str
+    base_url: str
+    input: str | None
+    """The input file's absolute path (None for an in-memory frame)."""
+    n_rows: int
+    shard_keys: tuple[str, ...]
+    """The first-round shard fingerprints, in shard order."""
+    cancelled: bool
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -212,6 +236,44 @@ class Journal:
                 "VALUES (?, ?, ?, ?)",
                 (job_id, base_url, json.dumps(options, sort_keys=True), self._clock()),
             )
+
+    def save_plan(
+        self, job_id: str, base_url: str, input: str | None, n_rows: int, keys: list[str]
+    ) -> None:
+        """Remember a job's shards (and input file), so it can be found by its id alone."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO job_plans (job_id, base_url, input, n_rows, shard_keys, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+                "base_url = excluded.base_url, input = COALESCE(excluded.input, input)",
+                (job_id, base_url, input, n_rows, json.dumps(keys), self._clock()),
+            )
+
+    def mark_cancelled(self, job_id: str) -> None:
+        """The job was cancelled: its shards not yet submitted never will be."""
+        with self._transaction() as db:
+            db.execute("UPDATE job_plans SET cancelled = 1 WHERE job_id = ?", (job_id,))
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """The record of one job, or None."""
+        jobs = self._jobs("WHERE job_id = ?", (job_id,))
+        return jobs[0] if jobs else None
+
+    def recent_jobs(self, limit: int = 20) -> list[JobRecord]:
+        """The newest jobs first."""
+        return self._jobs("ORDER BY created_at DESC LIMIT ?", (limit,))
+
+    def _jobs(self, where: str, values: tuple) -> list[JobRecord]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT job_id, base_url, input, n_rows, shard_keys, cancelled, created_at "
+                f"FROM job_plans {where}",
+                values,
+            ).fetchall()
+        return [
+            JobRecord(r[0], r[1], r[2], int(r[3]), tuple(json.loads(r[4])), bool(r[5]), r[6])
+            for r in rows
+        ]
 
     def job_options(self, job_id: str) -> dict[str, Any] | None:
         """The options a job was submitted with, or None when the journal does not know it."""

@@ -75,6 +75,9 @@ class RequestPlan:
     shards: tuple[Shard, ...]
     custom_ids: pd.Index | None = field(default=None, repr=False, compare=False)
     """The user's ids in row order (``custom_id_column``), or None for position ids."""
+    first_position: int = 0
+    """Position ids start here: row ``i`` of the frame has id ``str(first_position + i)``
+    (a chunk of a larger input keeps the ids of its rows in the whole input)."""
 
     def positions_of(self, custom_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Map custom_id strings back to int64 row positions; -1 for an id not in this plan.
@@ -87,7 +90,7 @@ class RequestPlan:
         if self.custom_ids is not None:
             found = self.custom_ids.get_indexer(pd.Index(ids.to_numpy(zero_copy_only=False)))
             return np.asarray(found, dtype=np.int64)
-        return _default_positions(ids, self.n_rows)
+        return _default_positions(ids, self.n_rows, self.first_position)
 
 
 def build_plan(
@@ -102,6 +105,7 @@ def build_plan(
     max_requests: int = 50_000,
     max_bytes: int = 100 * 1024 * 1024,
     params: Mapping[str, Any] | None = None,
+    first_position: int = 0,
 ) -> RequestPlan:
     """Turn every row of ``frame`` into one chat-completion request line, split into shards.
 
@@ -127,6 +131,10 @@ def build_plan(
         The provider's limits per input file; rows are split into consecutive shards.
     params:
         Chat-completion parameters (``max_tokens``, ``temperature``, ...) for every body.
+    first_position:
+        The position of the frame's first row in a larger input (a chunk of a file): default
+        ids are ``str(first_position + i)``, so they stay unique across the chunks. Shard
+        positions (and error messages) stay 0-based within ``frame``.
 
     Returns
     -------
@@ -152,14 +160,18 @@ def build_plan(
     _check_arguments(prompt, prompt_column, messages_column, max_requests, max_bytes, params)
     if len(frame) == 0:
         raise InputError("the frame is empty: there is nothing to send")
-    ids, user_ids = _position_ids(len(frame)), None
+    if isinstance(first_position, bool) or not isinstance(first_position, int) or first_position < 0:
+        raise InputError(f"first_position must be an integer >= 0, got {first_position!r}")
+    ids, user_ids = _position_ids(len(frame), first_position), None
     if custom_id_column is not None:
         ids, user_ids = _user_ids(frame, custom_id_column)
     source = _content_source(frame, prompt, prompt_column, messages_column, system)
     constants = _line_pieces(CHAT_ENDPOINT, model, system, params, source.is_messages)
     lines = _iter_line_chunks(frame, ids.view(BINARY), source, constants, max_bytes)
     shards = _split_into_shards(lines, model, max_requests, max_bytes)
-    return RequestPlan(CHAT_ENDPOINT, len(frame), tuple(shards), custom_ids=user_ids)
+    return RequestPlan(
+        CHAT_ENDPOINT, len(frame), tuple(shards), custom_ids=user_ids, first_position=first_position
+    )
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -250,6 +262,23 @@ def _content_source(
                 arrays[name] = _text_values(frame, name, strict=False)
             pieces.append(arrays[name])
     return _Source(tuple(pieces), is_messages=False)
+
+
+def columns_used(
+    prompt: str | None,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    custom_id_column: str | None = None,
+) -> list[str]:
+    """The input columns a plan reads, in first-use order (a streaming reader loads only these).
+
+    Raises ``InputError`` for a template field that is not a plain column name.
+    """
+    names: list[str] = []
+    if prompt is not None:
+        names += [name for _, name in _parse_template(prompt) if name is not None]
+    names += [n for n in (prompt_column, messages_column, custom_id_column) if n is not None]
+    return list(dict.fromkeys(names))
 
 
 def _parse_template(prompt: str) -> list[tuple[str, str | None]]:
@@ -377,8 +406,8 @@ def _check_messages(frame: pd.DataFrame, position: int, name: str, cell: Any) ->
 # -- custom ids -------------------------------------------------------------------------------
 
 
-def _position_ids(n_rows: int) -> pa.Array:
-    return pc.cast(pa.array(np.arange(n_rows, dtype=np.int64)), pa.large_string())
+def _position_ids(n_rows: int, first: int = 0) -> pa.Array:
+    return pc.cast(pa.array(np.arange(first, first + n_rows, dtype=np.int64)), pa.large_string())
 
 
 def _user_ids(frame: pd.DataFrame, name: str) -> tuple[pa.Array, pd.Index]:
@@ -436,14 +465,17 @@ def _check_unique(frame: pd.DataFrame, index: pd.Index) -> None:
     )
 
 
-def _default_positions(ids: pa.Array, n_rows: int) -> np.ndarray:
-    """Position ids -> int64 positions; anything not spelled exactly ``str(position)`` -> -1."""
+def _default_positions(ids: pa.Array, n_rows: int, first: int = 0) -> np.ndarray:
+    """Position ids -> int64 positions (``id - first``); anything not spelled exactly
+    ``str(position)``, or outside ``first .. first + n_rows``, -> -1."""
     valid = pc.and_kleene(
         pc.is_valid(ids), pc.match_substring_regex(ids, r"^(0|[1-9][0-9]{0,17})$")
     )
     numbers = pc.cast(pc.if_else(valid, ids, "-1"), pa.int64())
     positions = np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.int64)
-    positions[(positions < 0) | (positions >= n_rows)] = -1
+    unknown = (positions < first) | (positions >= first + n_rows)
+    positions -= first
+    positions[unknown] = -1
     return positions
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 
 from ._connection import Connection
 from ._journal import Journal, ShardRecord
 from ._requests import RequestPlan, Shard
+from ._timing import timed
 
 log = logging.getLogger("netmind_frames")
 
@@ -47,34 +48,54 @@ def submit_plan(
     earlier one is a new submission, not the earlier one again.
     """
     return [
-        _submit_shard(
+        submit_shard(
             connection,
             journal,
-            plan,
-            index,
-            key=shard_key(plan.shards[index], round_number),
+            shard,
+            endpoint=plan.endpoint,
+            index=index,
+            total=len(plan.shards),
+            key=shard_key(shard, round_number),
             completion_window=completion_window,
             metadata=metadata,
             resubmit=resubmit,
             sleep=sleep,
         )
-        for index in range(len(plan.shards))
+        for index, shard in enumerate(plan.shards)
     ]
 
 
-def _submit_shard(
+class ShardLike(Protocol):
+    """What submission needs of a shard: its bytes (read only when uploading) and its key."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def n_requests(self) -> int: ...
+
+
+def submit_shard(
     connection: Connection,
     journal: Journal,
-    plan: RequestPlan,
-    index: int,
+    shard: ShardLike,
     *,
+    endpoint: str,
+    index: int,
+    total: int,
     key: str,
     completion_window: str,
     metadata: Mapping[str, str],
-    resubmit: bool,
-    sleep: Callable[[float], None],
+    resubmit: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    shard = plan.shards[index]
+    """Submit one shard exactly once (journal, then metadata lookup, then create); its batch id.
+
+    ``index`` (0-based) and ``total`` only label the batch (``netmind_frames_shard``).
+    """
     base_url = connection.settings.base_url
     record = journal.claim(base_url, key)
     if record.batch_id:
@@ -106,11 +127,11 @@ def _submit_shard(
         metadata = {
             **metadata,
             FINGERPRINT_KEY: key,
-            "netmind_frames_shard": f"{index + 1}/{len(plan.shards)}",
+            "netmind_frames_shard": f"{index + 1}/{total}",
         }
         body = {
             "input_file_id": record.file_id or _upload(connection, journal, shard, key),
-            "endpoint": plan.endpoint,
+            "endpoint": endpoint,
             "completion_window": completion_window,
             "metadata": metadata,
         }
@@ -129,7 +150,7 @@ def _submit_shard(
     log.info(
         "shard %d/%d: %d requests, file %s, created batch %s",
         index + 1,
-        len(plan.shards),
+        total,
         shard.n_requests,
         body["input_file_id"],
         batch.id,
@@ -142,8 +163,10 @@ def shard_key(shard: Shard, round_number: int = 0) -> str:
     return shard.fingerprint if round_number == 0 else f"{shard.fingerprint}:r{round_number}"
 
 
-def _upload(connection: Connection, journal: Journal, shard: Shard, key: str) -> str:
-    file_id = connection.files.upload(shard.data, f"netmind_frames-{shard.fingerprint[:16]}.jsonl")
+def _upload(connection: Connection, journal: Journal, shard: ShardLike, key: str) -> str:
+    with timed("upload"):
+        name = f"netmind_frames-{shard.fingerprint[:16]}.jsonl"
+        file_id = connection.files.upload(shard.data, name)
     journal.record_upload(connection.settings.base_url, key, file_id)
     return file_id
 

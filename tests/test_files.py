@@ -68,3 +68,14 @@ def test_wrong_key_is_not_retried_forever(tmp_path):
                 files.upload(PAYLOAD, "x.jsonl")
         finally:
             files.close()
+
+
+def test_a_lost_upload_answer_does_not_store_the_file_twice(fresh_server):
+    fresh_server.inject_fault("POST", "/files", "drop_after")
+    with openai.OpenAI(
+        base_url=fresh_server.openai_base_url, api_key=fresh_server.api_key
+    ) as client:
+        file_id = OpenAIFiles(client).upload(PAYLOAD, "netmind_frames-abc.jsonl")
+        stored = list(client.files.list(purpose="batch"))
+    assert [f.id for f in stored] == [file_id]
+    assert fresh_server.pending_faults() == []
