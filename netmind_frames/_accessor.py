@@ -14,7 +14,7 @@ import openai
 import pandas as pd
 
 from . import _api
-from ._config import MAX_REQUESTS
+from ._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._job import BatchJob
 
 
@@ -49,6 +49,7 @@ class NetmindAccessor:
         progress: bool = True,
         retries: int = 2,
         resubmit: bool = False,
+        max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
         **params: Any,
     ) -> pd.DataFrame:
         """Run one chat completion per row; see :func:`netmind_frames.batch_complete`."""
@@ -77,6 +78,7 @@ class NetmindAccessor:
         progress: bool = True,
         retries: int = 2,
         resubmit: bool = False,
+        max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
         **params: Any,
     ) -> BatchJob:
         """Submit and return a :class:`BatchJob` at once; see :func:`netmind_frames.submit`."""

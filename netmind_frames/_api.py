@@ -13,15 +13,22 @@ from typing import Any
 import openai
 import pandas as pd
 
-from ._config import MAX_BYTES, MAX_REQUESTS, resolve_settings
+from ._config import (
+    MAX_BYTES,
+    MAX_CONCURRENT_BATCHES,
+    MAX_REQUESTS,
+    resolve_home,
+    resolve_settings,
+)
 from ._connection import Connection, connect
-from ._errors import InputError
+from ._errors import ConfigurationError, InputError
 from ._job import BatchJob
-from ._journal import Journal
+from ._journal import JobRecord, Journal
 from ._options import JobOptions
-from ._requests import RequestPlan, build_plan
+from ._requests import build_plan, check_custom_ids
 from ._results import check_result_columns
-from ._submit import FINGERPRINT_KEY, submit_plan
+from ._source import FileSource, FrameSource, Source
+from ._submit import FINGERPRINT_KEY
 
 log = logging.getLogger("netmind_frames")
 
@@ -53,6 +60,7 @@ def batch_complete(
     progress: bool = True,
     retries: int = 2,
     resubmit: bool = False,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     **params: Any,
 ) -> pd.DataFrame:
     """Run one chat completion per row through the Batch API and return the answers.
@@ -88,6 +96,8 @@ def batch_complete(
             timeouts, ``batch_expired``, ``missing_result``) as new batches; 0 disables.
         resubmit: submit new batches even when identical ones were submitted before
             (by default, re-running the same call reattaches to them: you never pay twice).
+        max_concurrent_batches: batches of this job running at once; further shards are
+            submitted as earlier ones finish.
         **params: any chat-completion parameter (``max_tokens``, ``temperature``,
             ``response_format``, ...), copied into every request body.
 
@@ -126,6 +136,7 @@ def batch_complete(
         progress=progress,
         retries=retries,
         resubmit=resubmit,
+        max_concurrent_batches=max_concurrent_batches,
         **params,
     )
     return job.result(timeout=timeout)
@@ -154,6 +165,7 @@ def submit(
     progress: bool = True,
     retries: int = 2,
     resubmit: bool = False,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     **params: Any,
 ) -> BatchJob:
     """Upload the requests and create the batches; return a :class:`BatchJob` at once.
@@ -166,12 +178,80 @@ def submit(
         >>> job.id, job.status
         >>> out = job.result()
     """
+    return _submit_source(
+        FrameSource(frame),
+        prompt,
+        model=model,
+        prompt_column=prompt_column,
+        messages_column=messages_column,
+        system=system,
+        custom_id_column=custom_id_column,
+        prefix=prefix,
+        api_key=api_key,
+        base_url=base_url,
+        client=client,
+        provider=provider,
+        local=local,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        completion_window=completion_window,
+        metadata=metadata,
+        poll_interval=poll_interval,
+        progress=progress,
+        retries=retries,
+        resubmit=resubmit,
+        max_concurrent_batches=max_concurrent_batches,
+        **params,
+    )
+
+
+def submit_file(path: str | Path, prompt: str | None = None, **kwargs: Any) -> BatchJob:
+    """Like :func:`submit`, for a Parquet, CSV or JSONL file streamed chunk by chunk.
+
+    The journal records the file's path, so the job can be reattached by its id alone
+    (``netmind-frames wait JOB``). ``job.to_parquet(out)`` writes the joined result.
+    """
+    return _submit_source(FileSource(path), prompt, **kwargs)
+
+
+def _submit_source(
+    source: Source,
+    prompt: str | None = None,
+    *,
+    model: str,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    system: str | None = None,
+    custom_id_column: str | None = None,
+    prefix: str = "",
+    api_key: str | None = None,
+    base_url: str | None = None,
+    client: openai.OpenAI | None = None,
+    provider: str | None = None,
+    local: bool = False,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int | None = None,
+    completion_window: str = "24h",
+    metadata: Mapping[str, str] | None = None,
+    poll_interval: float = 30.0,
+    progress: bool = True,
+    retries: int = 2,
+    resubmit: bool = False,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    chunk_rows: int | None = None,
+    **params: Any,
+) -> BatchJob:
     _check_completion_window(completion_window)
     _check_retries(retries)
+    _check_positive("max_concurrent_batches", max_concurrent_batches)
+    if chunk_rows is not None:
+        _check_positive("chunk_rows", chunk_rows)
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
-    check_result_columns(frame, prefix)
+    check_result_columns(pd.DataFrame(columns=source.columns), prefix)
+    if source.n_rows == 0:
+        raise InputError("the input is empty: there is nothing to send")
     options = JobOptions(
         model=model,
         max_bytes=max_bytes or settings.max_bytes,
@@ -186,36 +266,47 @@ def submit(
         completion_window=completion_window,
         metadata=_check_metadata(metadata),
         retries=retries,
+        chunk_rows=chunk_rows,
     )
-    plan = options.build(frame)
+    if custom_id_column is not None and isinstance(source, FrameSource):
+        # Ids are checked per chunk while building; a duplicate across chunks only here.
+        check_custom_ids(source.frame, custom_id_column)
     connection = connect(settings, client)
     journal = Journal(settings.home)
-    batch_ids = submit_plan(
-        connection,
-        journal,
-        plan,
-        completion_window=completion_window,
-        metadata=options.metadata,
-        resubmit=resubmit,
-    )
     job = BatchJob(
         connection,
         journal,
         options,
-        frame,
-        batch_ids,
-        plan=plan,
+        source,
         poll_interval=poll_interval,
         progress=progress,
+        max_concurrent_batches=max_concurrent_batches,
+        resubmit=resubmit,
     )
-    journal.save_job(job.id, settings.base_url, options.to_json())
-    return job
+    _remember(journal, job, settings.base_url, options, source, local)
+    return job.start()
+
+
+def _remember(
+    journal: Journal, job: BatchJob, base_url: str, options: JobOptions, source: Source, local: bool
+) -> None:
+    """Record the job in the journal: its options, its input file, its shards."""
+    journal.save_job(job.id, base_url, options.to_json())
+    journal.save_plan(
+        job.id,
+        base_url,
+        None if source.path is None else str(source.path),
+        job.n_rows,
+        job.shard_keys,
+        local=local,
+    )
 
 
 def attach(
     job_id_or_batch_ids: str | Sequence[str],
     *,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | None = None,
+    input: str | Path | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
     client: openai.OpenAI | None = None,
@@ -223,42 +314,87 @@ def attach(
     local: bool = False,
     poll_interval: float = 30.0,
     progress: bool = True,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     **options: Any,
 ) -> BatchJob:
-    """Rebuild a job from its id (or its batch ids), in any process.
+    """Rebuild a job from its id (``job-...``, or its batch ids comma-separated), in any process.
 
-    On the machine that submitted the job, the journal knows the call's options, so the
-    frame is all it needs. Elsewhere (or with the journal gone) pass the original call's
-    options too (``prompt=``, ``model=``, ...). Either way the requests are rebuilt and each
-    batch is matched to its rows by the fingerprint in the batch's metadata, so results are
-    never joined to the wrong rows.
+    On the machine that submitted the job, the journal knows the call's options, its base URL
+    and (for a file) its input path, so the id is all it needs besides the frame. Elsewhere
+    (or with the journal gone) pass the original call's options too (``prompt=``,
+    ``model=``, ...). Either way the requests are rebuilt and must give the same job id (or,
+    for batch ids, match each batch's fingerprint), so results are never joined to the wrong
+    rows. Shards not submitted yet are submitted, exactly once, by ``wait()``/``result()``.
+
+    Args:
+        frame: the frame the job was submitted from.
+        input: or the input file (default: the one the journal recorded).
 
     Example:
-        >>> job = attach("batch_abc", frame=df)
+        >>> job = attach("job-0123abcd...", frame=df)
         >>> out = job.result()
 
     Raises:
-        InputError: no options known for this job, or the batches were not submitted from
-            this frame with these options.
+        InputError: no options known for this job, or the job was not submitted from this
+            frame with these options.
+        ConfigurationError: the job ran on another process's local server (``local=True``).
     """
     ids = _split_job_id(job_id_or_batch_ids)
+    journal = Journal(resolve_home())
+    job_id = ids[0] if len(ids) == 1 and ids[0].startswith("job-") else None
+    if job_id is None:
+        job_id = journal.job_of_batch(ids[0]) or ",".join(ids)
+    record = journal.job(job_id)
+    if record is not None and record.local and not local:
+        raise ConfigurationError(
+            f"job {job_id} ran on the local batch server of the process that submitted it "
+            "(local=True / --local), which stopped with that process. Run the job again; for "
+            "jobs that outlive a process, run `netmind-frames serve` and pass its --base-url."
+        )
+    if base_url is None and client is None and not local and record is not None:
+        base_url = record.base_url  # where the job was submitted, unless told otherwise
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
-    journal = Journal(settings.home)
-    job_options = _attach_options(journal, ",".join(ids), settings.max_bytes, options)
-    plan = job_options.build(frame)
+    job_options = _attach_options(journal, job_id, settings.max_bytes, options)
+    source = _attach_source(frame, input, record)
     connection = connect(settings, client)
-    ordered = _match_batches_to_shards(connection, plan, ids)
-    return BatchJob(
+    job = BatchJob(
         connection,
         journal,
         job_options,
-        frame,
-        ordered,
-        plan=plan,
+        source,
         poll_interval=poll_interval,
         progress=progress,
+        max_concurrent_batches=max_concurrent_batches,
+    )
+    if job_id.startswith("job-") and job.id != job_id:
+        raise InputError(
+            f"job {job_id} was not submitted from this input with these options (they make "
+            f"job {job.id}): pass the same frame, prompt, model and parameters as the "
+            "original call."
+        )
+    if job_id.startswith("job-"):
+        known = [journal.shard(settings.base_url, key) for key in job.shard_keys]
+        batch_ids = [None if r is None else r.batch_id for r in known]
+    else:
+        batch_ids = list(_match_batches_to_shards(connection, job.shard_keys, ids))
+    job.use_batches(batch_ids)
+    _remember(journal, job, settings.base_url, job_options, source, local)
+    return job
+
+
+def _attach_source(
+    frame: pd.DataFrame | None, input: str | Path | None, record: JobRecord | None
+) -> Source:
+    if frame is not None:
+        return FrameSource(frame)
+    if input is not None:
+        return FileSource(input)
+    if record is not None and record.input:
+        return FileSource(record.input)
+    raise InputError(
+        "attach needs the job's rows: pass frame=df (or the input file, input='in.parquet')."
     )
 
 
@@ -331,7 +467,7 @@ def to_jsonl(
 
 
 def _match_batches_to_shards(
-    connection: Connection, plan: RequestPlan, batch_ids: list[str]
+    connection: Connection, keys: Sequence[str], batch_ids: list[str]
 ) -> list[str]:
     by_fingerprint: dict[str, str] = {}
     for batch_id in batch_ids:
@@ -339,14 +475,14 @@ def _match_batches_to_shards(
         fingerprint = (batch.metadata or {}).get(FINGERPRINT_KEY)
         if fingerprint:
             by_fingerprint[fingerprint] = batch_id
-    missing = [i for i, s in enumerate(plan.shards) if s.fingerprint not in by_fingerprint]
-    if missing or len(batch_ids) != len(plan.shards):
+    missing = [i for i, key in enumerate(keys) if key not in by_fingerprint]
+    if missing or len(batch_ids) != len(keys):
         raise InputError(
             f"The batches {', '.join(batch_ids)} were not submitted from this frame with these "
-            f"options ({len(missing)} of {len(plan.shards)} shards have no matching batch): "
+            f"options ({len(missing)} of {len(keys)} shards have no matching batch): "
             "pass the same frame, prompt, model and parameters as the original call."
         )
-    return [by_fingerprint[s.fingerprint] for s in plan.shards]
+    return [by_fingerprint[key] for key in keys]
 
 
 def _split_job_id(job_id_or_batch_ids: str | Sequence[str]) -> list[str]:
@@ -371,6 +507,11 @@ def _check_completion_window(completion_window: str) -> None:
 def _check_retries(retries: int) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise InputError(f"retries must be a whole number ≥ 0, not {retries!r}.")
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a whole number ≥ 1, not {value!r}.")
 
 
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -30,6 +30,8 @@ DEFAULT_HOME = Path("~/.cache/netmind_frames")
 #: The largest input file each provider accepts (batch-api.md §1.4 and §5.2).
 MAX_BYTES: dict[Provider, int] = {"netmind": 100 * 1024 * 1024, "openai": 200 * 1024 * 1024}
 MAX_REQUESTS = 50_000
+#: Batches of one job running at once; more shards wait for a slot.
+MAX_CONCURRENT_BATCHES = 8
 
 _MISSING_KEY = (
     "No API key: pass api_key=... or set the NETMIND_API_KEY environment variable "

@@ -1,44 +1,57 @@
-"""BatchJob: the batches of one call, polled together, with one progress bar.
+"""BatchJob: the batches of one call, submitted a few at a time, polled under one progress bar.
 
-A job is the set of batches (one per shard) that one ``submit`` created. Its id is their batch
-ids joined by commas, so any process can rebuild the job from the id alone. Rows that fail for
-a reason worth retrying are sent again, as new batches, in up to ``retries`` rounds; every
-round is submitted exactly once, so re-running the call reattaches to those batches too.
+A job is the plan of one call (its input's rows in chunks, each chunk's requests in shards
+spooled to disk) and the batch of each shard. Its id, ``job-<sha256 prefix>``, is derived from
+the shards' fingerprints, so it is known before anything is submitted and the same rows and
+options always give the same id; the journal maps it to the options, the input file and the
+shards' batches. At most ``max_concurrent_batches`` batches run at once; the rest are
+submitted, each exactly once, as earlier ones finish (by whichever process waits). Rows that
+fail for a reason worth retrying are sent again as new batches, in up to ``retries`` rounds.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 import time
 import warnings
+import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openai
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm.auto import tqdm
+import pyarrow.feather as feather
+from tqdm import TqdmWarning
 
+with warnings.catch_warnings():
+    # In a notebook without ipywidgets, tqdm.auto warns and falls back to the text bar,
+    # which is what we want anyway: say nothing.
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
+
+from ._config import MAX_CONCURRENT_BATCHES
 from ._connection import Connection
-from ._errors import BatchFailedError, JobTimeoutError
+from ._errors import BatchFailedError
 from ._journal import Journal
 from ._options import JobOptions
-from ._requests import RequestPlan
-from ._results import ShardOutcome, collect_results, join_results
-from ._submit import submit_plan
+from ._output import write_joined
+from ._results import join_results
+from ._rounds import TERMINAL_STATUSES, Driver, Round
+from ._source import FileSource, FrameSource, Source, chunk_rows_for
+from ._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
+from ._timing import timed
 
 log = logging.getLogger("netmind_frames")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+__all__ = ["RETRYABLE_CODES", "TERMINAL_STATUSES", "BatchJob", "retryable_rows"]
 
-#: The first poll comes after this many seconds; the wait then grows to ``poll_interval``.
-_FIRST_POLL = 1.0
-_BACKOFF = 1.5
 #: Error codes of rows worth sending again: the request never ran, or failed on the server's
 #: side. A 4xx request error (a bad request) is not retried: it would fail the same way.
 RETRYABLE_CODES = frozenset(
@@ -57,12 +70,10 @@ RETRYABLE_CODES = frozenset(
     }
 )
 _RETRYABLE_HTTP = r"^http_(408|409|429|5\d\d)$"
-#: Polls in a row that may fail (network, 5xx) before the error is raised.
-_POLL_FAILURES = 30
 
 
 class BatchJob:
-    """The batches submitted for one frame; ``wait()`` for them, then ``result()``.
+    """The batches submitted for one frame (or file); ``wait()`` for them, then ``result()``.
 
     Get one from ``df.netmind.submit(...)`` or ``BatchJob.attach(job_id, frame=df)``.
 
@@ -76,43 +87,80 @@ class BatchJob:
         connection: Connection,
         journal: Journal,
         options: JobOptions,
-        frame: pd.DataFrame,
-        batch_ids: Sequence[str],
+        frame: pd.DataFrame | Source,
+        batch_ids: Sequence[str | None] | None = None,
         *,
-        plan: RequestPlan | None = None,
+        plan: JobPlan | None = None,
         poll_interval: float = 30.0,
         progress: bool = True,
+        max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        resubmit: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._plan = plan if plan is not None else options.build(frame)
-        if len(batch_ids) != len(self._plan.shards):
-            raise ValueError(f"{len(batch_ids)} batch ids for {len(self._plan.shards)} shards")
-        self._connection = connection
-        self._journal = journal
+        self._source: Source = (
+            frame if isinstance(frame, (FrameSource, FileSource)) else FrameSource(frame)
+        )
         self._options = options
-        self._frame = frame
-        self._batch_ids = tuple(batch_ids)
-        self._poll_interval = poll_interval
+        self._chunk_rows = chunk_rows_for(options.max_requests, options.chunk_rows)
+        spool_root = connection.settings.home / "spool"
+        spool_root.mkdir(parents=True, exist_ok=True)
+        self._spool = Path(tempfile.mkdtemp(prefix="job-", dir=spool_root))
+        # The spool lives as long as the job object (or the process).
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._spool, True)
+        self._plan = plan if plan is not None else self._build_plan()
+        self._journal = journal
+        self._connection = connection
         self._progress = progress
-        self._sleep = sleep
-        self._clock = clock
-        self._batches: dict[str, Any] = {}
-        self._retry_batch_ids: list[str] = []
-        self._results: pa.Table | None = None
+        self._cancelled = False
+        self._driver = Driver(
+            connection=connection,
+            journal=journal,
+            spool=self._spool,
+            endpoint=self._plan.chunks[0].endpoint,
+            completion_window=options.completion_window,
+            max_concurrent=max(1, int(max_concurrent_batches)),
+            poll_interval=poll_interval,
+            sleep=sleep,
+            clock=clock,
+            resubmit=resubmit,
+            check_cancelled=self._check_cancelled,
+        )
+        self._first = Round(0, self._plan.chunks, dict(options.metadata))
+        if batch_ids is not None:
+            self.use_batches(batch_ids)
+        self._retries: list[Round] = []
+        self._done = False
+
+    def use_batches(self, batch_ids: Sequence[str | None]) -> None:
+        """The first-round batch of each shard, known already (None: not submitted yet)."""
+        if len(batch_ids) != len(self._first.batch_ids):
+            raise ValueError(f"{len(batch_ids)} batch ids for {len(self._plan.shards)} shards")
+        self._first.batch_ids = list(batch_ids)
+
+    def _build_plan(self) -> JobPlan:
+        columns = self._options.columns
+        if isinstance(self._source, FileSource):
+            self._source.check_columns(columns)
+        chunks = self._source.frames(self._chunk_rows, columns)
+        return spool_plan(chunks, self._options.build, self._spool, self._source.n_rows)
 
     def __repr__(self) -> str:
-        status = self._aggregate_status(self._batch_ids) if self._batches else "unknown"
+        status = self._driver.aggregate_status(self._first) if self._driver.batches else "unknown"
         return f"BatchJob(id={self.id!r}, status={status!r}, rows={self._plan.n_rows})"
 
     @classmethod
     def attach(
-        cls, job_id_or_batch_ids: str | Sequence[str], *, frame: pd.DataFrame, **options: Any
+        cls,
+        job_id_or_batch_ids: str | Sequence[str],
+        *,
+        frame: pd.DataFrame | None = None,
+        **options: Any,
     ) -> BatchJob:
         """Reattach to a job from its id, in any process (see ``netmind_frames.attach``).
 
         Example:
-            >>> job = BatchJob.attach("batch_abc", frame=df)
+            >>> job = BatchJob.attach("job-0123abcd...", frame=df)
             >>> out = job.result()
         """
         from ._api import attach  # the orchestration module imports this one
@@ -121,37 +169,59 @@ class BatchJob:
 
     @property
     def id(self) -> str:
-        """The job id: the batch ids, comma-separated. ``BatchJob.attach`` takes it."""
-        return ",".join(self._batch_ids)
+        """The job id, ``job-`` + 24 hex digits; ``BatchJob.attach`` takes it."""
+        return self._plan.job_id
+
+    @property
+    def n_rows(self) -> int:
+        """The rows of the job's input."""
+        return self._plan.n_rows
+
+    @property
+    def n_shards(self) -> int:
+        """The first-round shards (one batch each)."""
+        return len(self._first.batch_ids)
+
+    @property
+    def shard_keys(self) -> list[str]:
+        """The first-round shards' fingerprints, in order."""
+        return [shard.fingerprint for shard in self._plan.shards]
 
     @property
     def batch_ids(self) -> tuple[str, ...]:
-        """The ids of the job's first-round batches, one per shard, in shard order."""
-        return self._batch_ids
+        """The ids of the first-round batches submitted so far, in shard order."""
+        return tuple(b for b in self._first.batch_ids if b is not None)
 
     @property
     def retry_batch_ids(self) -> tuple[str, ...]:
         """The ids of the batches that re-sent failed rows (empty until ``result()``)."""
-        return tuple(self._retry_batch_ids)
+        return tuple(b for r in self._retries for b in r.batch_ids if b is not None)
 
     @property
     def batches(self) -> list[Any]:
-        """The last-seen ``openai.types.Batch`` of each first-round shard."""
-        return [self._batches[b] for b in self._batch_ids if b in self._batches]
+        """The last-seen ``openai.types.Batch`` of each submitted first-round shard."""
+        return [self._driver.batches[b] for b in self.batch_ids if b in self._driver.batches]
 
     @property
     def status(self) -> str:
-        """The job's status, fetched now: one batch's status, or the least advanced of all."""
+        """The job's status, fetched now: the least advanced of its shards' (``pending``:
+        shards still wait for a slot)."""
         self.refresh()
-        return self._aggregate_status(self._batch_ids)
+        return self._driver.aggregate_status(self._first)
 
     def refresh(self) -> BatchJob:
-        """Fetch every first-round batch once."""
-        self._fetch(self._batch_ids)
+        """Fetch every submitted first-round batch once."""
+        self._driver.fetch(self.batch_ids)
+        return self
+
+    def start(self) -> BatchJob:
+        """Submit the first shards, up to ``max_concurrent_batches`` (``submit`` calls it)."""
+        self._driver.submit_ready(self._first)
         return self
 
     def wait(self, timeout: float | None = None) -> BatchJob:
-        """Poll until every batch is terminal, showing progress; return the job.
+        """Submit the shards still waiting as slots free up, and poll until every batch is
+        terminal, showing progress; return the job.
 
         Interrupting (Ctrl-C) does not cancel: the batches keep running, the job id and the
         line that reattaches are printed, and ``KeyboardInterrupt`` is raised again.
@@ -160,9 +230,7 @@ class BatchJob:
             JobTimeoutError: ``timeout`` seconds passed first; the batches keep running.
             BatchFailedError: a batch ended ``failed`` (its ``errors`` are on the exception).
         """
-        deadline = None if timeout is None else self._clock() + timeout
-        self._wait_for(self._batch_ids, self._plan.n_rows, deadline, "netmind batch")
-        self._raise_if_failed(self._batch_ids)
+        self._drive(self._first, self._deadline(timeout), "netmind batch", None)
         return self
 
     def result(self, timeout: float | None = None) -> pd.DataFrame:
@@ -172,164 +240,163 @@ class BatchJob:
         ``missing_result``) are sent again as new batches, up to ``retries`` rounds; rows
         with an answer are never sent again.
         """
-        if self._results is None:
-            deadline = None if timeout is None else self._clock() + timeout
-            self.wait(None if deadline is None else max(deadline - self._clock(), 0.0))
-            table = self._collect(self._plan, self._batch_ids)
-            self._results = self._retry_rows(table, deadline)
-        out = join_results(self._frame, self._results, self._options.prefix)
+        self._finish(timeout)
+        with timed("join"):
+            results = pa.concat_tables([self._load(c.number) for c in self._plan.chunks])
+            if isinstance(self._source, FrameSource):
+                frame = self._source.frame
+            else:
+                tables = [t for _, t in self._source.tables(self._chunk_rows)]
+                frame = pa.concat_tables(tables).to_pandas()
+            out = join_results(frame, results, self._options.prefix)
         out.attrs["netmind_frames"] = {
-            "batch_ids": list(self._batch_ids),
-            "retry_batch_ids": list(self._retry_batch_ids),
+            "job_id": self.id,
+            "batch_ids": list(self.batch_ids),
+            "retry_batch_ids": list(self.retry_batch_ids),
         }
         return out
 
+    def to_parquet(self, path: str | Path, timeout: float | None = None) -> dict[str, int]:
+        """Like ``result()``, but write the joined rows to a Parquet file, chunk by chunk
+        when the job's input is a file (memory stays flat); return the count of each status.
+        """
+        self._finish(timeout)
+        if isinstance(self._source, FileSource):
+            counts = write_joined(
+                self._source, self._chunk_rows, self._load, path, self._options.prefix
+            )
+        else:
+            out = self.result()
+            with timed("write"):
+                out.to_parquet(path)
+            counts = Counter(out[self._options.prefix + "status"].astype(str))
+        return dict(counts)
+
     def cancel(self) -> BatchJob:
-        """Cancel every batch still running and wait until each is terminal.
+        """Cancel every batch still running, submit no more, and wait until each is terminal.
 
         Rows that finished keep their answers; ``result()`` then gives the rest the status
         ``cancelled``.
         """
-        ids = (*self._batch_ids, *self._retry_batch_ids)
-        for batch in self._fetch(ids):
+        self._cancelled = True
+        self._journal.mark_cancelled(self.id)
+        ids = [*self.batch_ids, *self.retry_batch_ids]
+        for batch in self._driver.fetch(ids):
             if batch.status not in TERMINAL_STATUSES and batch.status != "cancelling":
                 self._connection.client.batches.cancel(batch.id)
-        self._wait_for(ids, 0, None, "cancelling")
+        delay = 0.05
+        while not all(b.status in TERMINAL_STATUSES for b in self._driver.fetch(ids)):
+            self._driver.sleep(delay)
+            delay = min(delay * 1.5, self._driver.poll_interval)
         return self
 
-    # -- polling --------------------------------------------------------------------------
+    # -- driving rounds -------------------------------------------------------------------
 
-    def _fetch(self, batch_ids: Sequence[str]) -> list[Any]:
-        fetched = [self._connection.client.batches.retrieve(b) for b in batch_ids]
-        for batch in fetched:
-            previous = self._batches.get(batch.id)
-            if previous is None or previous.status != batch.status:
-                self._journal.record_status(
-                    self._connection.settings.base_url, batch.id, str(batch.status)
-                )
-            self._batches[batch.id] = batch
-        return fetched
+    def _check_cancelled(self) -> bool:
+        if not self._cancelled:
+            record = self._journal.job(self.id)
+            self._cancelled = bool(record and record.cancelled)
+        return self._cancelled
 
-    def _wait_for(
-        self, batch_ids: Sequence[str], total: int, deadline: float | None, label: str
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self._driver.clock() + timeout
+
+    def _drive(
+        self,
+        rnd: Round,
+        deadline: float | None,
+        label: str,
+        on_chunk: Callable[[ChunkPlan, pa.Table], None] | None,
     ) -> None:
         try:
-            with tqdm(total=total, unit="req", desc=label, disable=not self._progress) as bar:
-                self._poll(batch_ids, bar, deadline)
+            with tqdm(
+                total=rnd.n_requests, unit="req", desc=label, disable=not self._progress
+            ) as bar:
+                self._driver.run(
+                    rnd, bar, deadline, on_chunk, lambda: self._reattach_hint("Not done in time"),
+                    self.id,
+                )  # fmt: skip
         except KeyboardInterrupt:
             print(self._reattach_hint("Interrupted"), file=sys.stderr)
             raise
 
-    def _poll(self, batch_ids: Sequence[str], bar: Any, deadline: float | None) -> None:
-        delay = min(_FIRST_POLL, self._poll_interval)
-        failures = 0
-        while True:
-            try:
-                batches = self._fetch(batch_ids)
-                failures = 0
-            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError):
-                # A blip while polling a 24-hour batch is no reason to give up on it.
-                failures += 1
-                if failures >= _POLL_FAILURES:
-                    raise
-                log.info("poll failed; trying again in %.1f s", delay)
-            else:
-                bar.n = min(_requests_done(batches), bar.total or 0)
-                bar.set_postfix_str(self._aggregate_status(batch_ids), refresh=False)
-                bar.refresh()
-                if all(b.status in TERMINAL_STATUSES for b in batches):
-                    return
-            if deadline is not None and self._clock() + delay > deadline:
-                raise JobTimeoutError(self._reattach_hint("Not done in time"), self.id)
-            self._sleep(delay)
-            delay = min(delay * _BACKOFF, self._poll_interval)
-
-    def _aggregate_status(self, batch_ids: Sequence[str]) -> str:
-        statuses = [str(self._batches[b].status) for b in batch_ids if b in self._batches]
-        if len(set(statuses)) == 1:
-            return statuses[0]
-        running = [s for s in statuses if s not in TERMINAL_STATUSES]
-        if running:
-            return running[0]
-        for status in ("failed", "expired", "cancelled"):
-            if status in statuses:
-                return status
-        return "completed"
-
-    def _raise_if_failed(self, batch_ids: Sequence[str]) -> None:
-        for batch_id in batch_ids:
-            batch = self._batches[batch_id]
-            if batch.status != "failed":
-                continue
-            errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
-            detail = "; ".join(
-                f"{e.get('code')}: {e.get('message')}"
-                + (f" (line {e['line']})" if e.get("line") is not None else "")
-                for e in errors[:5]
-            )
-            raise BatchFailedError(
-                f"Batch {batch.id} failed: {detail or 'no reason given'}", batch.id, errors
-            )
+    def _finish(self, timeout: float | None) -> None:
+        if self._done:
+            return
+        deadline = self._deadline(timeout)
+        self._drive(self._first, deadline, "netmind batch", self._save)
+        self._retry_rows(deadline)
+        self._done = True
 
     def _reattach_hint(self, what: str) -> str:
+        how = f"netmind_frames.BatchJob.attach({self.id!r}, frame=df)"
+        if isinstance(self._source, FileSource):
+            how += f" or: netmind-frames wait {self.id}"
         return (
-            f"{what}: the batches keep running on the server (job {self.id}).\n"
-            f"Reattach with: netmind_frames.BatchJob.attach({self.id!r}, frame=df)"
+            f"{what}: the batches keep running on the server (job {self.id}).\nReattach with: {how}"
         )
 
-    # -- results --------------------------------------------------------------------------
+    # -- results of each chunk, on disk ---------------------------------------------------
 
-    def _collect(self, plan: RequestPlan, batch_ids: Sequence[str]) -> pa.Table:
-        batches = [self._batches[b] for b in batch_ids]
-        pairs = zip(plan.shards, batches, strict=True)
-        with tempfile.TemporaryDirectory(prefix="netmind_frames-") as tmp:
-            outcomes = [
-                ShardOutcome(
-                    positions=shard.positions,
-                    batch_status=str(batch.status),
-                    files=self._download(batch, Path(tmp) / str(index)),
-                )
-                for index, (shard, batch) in enumerate(pairs)
-            ]
-            table = collect_results(plan, outcomes)
-        _reconcile(plan, batches, table)
-        return table
+    def _result_path(self, number: int) -> Path:
+        return self._spool / f"results-{number:06d}.arrow"
 
-    def _download(self, batch: Any, prefix: Path) -> list[bytes | Path]:
-        """Download the output and error files that exist (either may be absent)."""
-        files = {"output": batch.output_file_id, "error": batch.error_file_id}
-        return [
-            self._connection.files.download(file_id, Path(f"{prefix}-{kind}.jsonl"))
-            for kind, file_id in files.items()
-            if file_id
-        ]
+    def _save(self, chunk: ChunkPlan, table: pa.Table) -> None:
+        feather.write_feather(table, self._result_path(chunk.number), compression="uncompressed")
 
-    def _retry_rows(self, table: pa.Table, deadline: float | None) -> pa.Table:
+    def _load(self, number: int) -> pa.Table:
+        return feather.read_table(self._result_path(number), memory_map=False)
+
+    def _retry_rows(self, deadline: float | None) -> None:
         """Send rows that failed for a retryable reason again, round after round."""
-        for round_number in range(1, self._options.retries + 1):
-            positions = retryable_rows(table)
-            if len(positions) == 0:
+        for number in range(1, self._options.retries + 1):
+            need = {}
+            for chunk in self._plan.chunks:
+                positions = retryable_rows(self._load(chunk.number))
+                if len(positions):
+                    need[chunk.number] = positions
+            if not need:
                 break
-            log.info("retry round %d: %d rows", round_number, len(positions))
-            subset = self._frame.iloc[positions]
-            plan = self._options.build(subset)
-            batch_ids = submit_plan(
-                self._connection,
-                self._journal,
-                plan,
-                completion_window=self._options.completion_window,
-                metadata={**self._options.metadata, "netmind_frames_round": str(round_number)},
-                round_number=round_number,
+            log.info("retry round %d: %d rows", number, sum(len(p) for p in need.values()))
+            rnd = Round(
+                number,
+                self._spool_retry(number, need),
+                {**self._options.metadata, "netmind_frames_round": str(number)},
             )
-            self._retry_batch_ids.extend(batch_ids)
-            self._wait_for(batch_ids, plan.n_rows, deadline, f"retry {round_number}")
+            self._retries.append(rnd)
+
+            def replace(chunk: ChunkPlan, table: pa.Table) -> None:
+                positions = need[chunk.number]  # noqa: B023 (used before the loop moves on)
+                merged = _replace_rows(self._load(chunk.number), positions, table)
+                self._save(chunk, merged)
+
             try:
-                self._raise_if_failed(batch_ids)
+                self._drive(rnd, deadline, f"retry {number}", replace)
             except BatchFailedError as exc:
-                warnings.warn(f"retry round {round_number} not used: {exc}", stacklevel=3)
+                warnings.warn(f"retry round {number} not used: {exc}", stacklevel=4)
                 break
-            table = _replace_rows(table, positions, self._collect(plan, batch_ids))
-        return table
+
+    def _spool_retry(self, number: int, need: dict[int, np.ndarray]) -> tuple[ChunkPlan, ...]:
+        chunks: list[ChunkPlan] = []
+        first_index = 0
+        frames = self._source.frames(self._chunk_rows, self._options.columns)
+        for chunk_number, (start, frame) in enumerate(frames):
+            if chunk_number not in need:
+                continue
+            with timed("build"):
+                # Ids start at the chunk's start, so they stay within its window of ids.
+                plan = self._options.build(frame.iloc[need[chunk_number]], start)
+                chunk = spool_chunk(
+                    plan,
+                    number=chunk_number,
+                    start=start,
+                    first_index=first_index,
+                    directory=self._spool,
+                    tag=f"-r{number}",
+                )
+            first_index += len(chunk.shards)
+            chunks.append(chunk)
+        return tuple(chunks)
 
 
 def retryable_rows(table: pa.Table) -> np.ndarray:
@@ -344,35 +411,10 @@ def retryable_rows(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(np.asarray(mask, dtype=bool))
 
 
-def _requests_done(batches: Sequence[Any]) -> int:
-    done = 0
-    for batch in batches:
-        counts = getattr(batch, "request_counts", None)
-        if counts is not None:
-            done += (counts.completed or 0) + (counts.failed or 0)
-    return done
-
-
 def _replace_rows(table: pa.Table, positions: np.ndarray, retried: pa.Table) -> pa.Table:
     """``table`` with the rows at ``positions`` replaced by ``retried`` (in the same order)."""
     columns = table.column_names
     combined = pa.concat_tables([table, retried.select(columns)])
     take = np.arange(table.num_rows, dtype=np.int64)
     take[positions] = table.num_rows + np.arange(len(positions), dtype=np.int64)
-    return combined.take(pa.array(take))
-
-
-def _reconcile(plan: RequestPlan, batches: Sequence[Any], table: pa.Table) -> None:
-    """Warn when our row counts disagree with the server's ``request_counts``."""
-    status = table.column("status").to_numpy(zero_copy_only=False)
-    for shard, batch in zip(plan.shards, batches, strict=True):
-        counts = getattr(batch, "request_counts", None)
-        if counts is None or batch.status != "completed" or counts.completed is None:
-            continue
-        ok = int(np.count_nonzero(status[shard.positions] == "ok"))
-        if ok != counts.completed:
-            warnings.warn(
-                f"Batch {batch.id}: {ok} rows ok, but the server counts {counts.completed} "
-                "completed requests.",
-                stacklevel=4,
-            )
+    return combined.take(pa.array(take)).combine_chunks()

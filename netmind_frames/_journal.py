@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+SCHEMA_VERSION = 1
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
     base_url    TEXT NOT NULL,
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS job_plans (
     n_rows     INTEGER NOT NULL,
     shard_keys TEXT NOT NULL,
     cancelled  INTEGER NOT NULL DEFAULT 0,
+    local      INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
 """
@@ -72,6 +75,8 @@ class JobRecord:
     """The first-round shard fingerprints, in shard order."""
     cancelled: bool
     created_at: float
+    local: bool = False
+    """Submitted to the in-process local server (``local=True``), gone with its process."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class ShardRecord:
 
 
 class Journal:
-    """The journal file ``journal.sqlite3`` under ``home``."""
+    """The journal file ``journal-1.sqlite3`` under ``home``."""
 
     def __init__(
         self,
@@ -95,7 +100,9 @@ class Journal:
         clock: Callable[[], float] = time.time,
     ) -> None:
         home.mkdir(parents=True, exist_ok=True)
-        self.path = home / "journal.sqlite3"
+        # The number is the schema's version: a release that changes the schema opens a new
+        # file, so a journal written by another version can never break this one.
+        self.path = home / f"journal-{SCHEMA_VERSION}.sqlite3"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sleep = sleep
         self._clock = clock
@@ -238,16 +245,39 @@ class Journal:
             )
 
     def save_plan(
-        self, job_id: str, base_url: str, input: str | None, n_rows: int, keys: list[str]
+        self,
+        job_id: str,
+        base_url: str,
+        input: str | None,
+        n_rows: int,
+        keys: list[str],
+        *,
+        local: bool = False,
     ) -> None:
         """Remember a job's shards (and input file), so it can be found by its id alone."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO job_plans (job_id, base_url, input, n_rows, shard_keys, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
-                "base_url = excluded.base_url, input = COALESCE(excluded.input, input)",
-                (job_id, base_url, input, n_rows, json.dumps(keys), self._clock()),
+                "INSERT INTO job_plans (job_id, base_url, input, n_rows, shard_keys, local, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+                "base_url = excluded.base_url, input = COALESCE(excluded.input, input), "
+                "local = excluded.local, created_at = excluded.created_at",
+                (job_id, base_url, input, n_rows, json.dumps(keys), int(local), self._clock()),
             )
+
+    def job_of_batch(self, batch_id: str) -> str | None:
+        """The id of the job one of whose first-round shards became ``batch_id``."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT fingerprint FROM shards WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            found = db.execute(
+                "SELECT job_id FROM job_plans WHERE instr(shard_keys, ?) > 0 "
+                "ORDER BY created_at DESC",
+                (json.dumps(row[0]),),
+            ).fetchone()
+        return None if found is None else str(found[0])
 
     def mark_cancelled(self, job_id: str) -> None:
         """The job was cancelled: its shards not yet submitted never will be."""
@@ -266,12 +296,14 @@ class Journal:
     def _jobs(self, where: str, values: tuple) -> list[JobRecord]:
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT job_id, base_url, input, n_rows, shard_keys, cancelled, created_at "
-                f"FROM job_plans {where}",
+                "SELECT job_id, base_url, input, n_rows, shard_keys, cancelled, created_at, "
+                f"local FROM job_plans {where}",
                 values,
             ).fetchall()
         return [
-            JobRecord(r[0], r[1], r[2], int(r[3]), tuple(json.loads(r[4])), bool(r[5]), r[6])
+            JobRecord(
+                r[0], r[1], r[2], int(r[3]), tuple(json.loads(r[4])), bool(r[5]), r[6], bool(r[7])
+            )
             for r in rows
         ]
 

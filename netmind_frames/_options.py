@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._requests import RequestPlan, build_plan
+from ._requests import RequestPlan, build_plan, columns_used
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,11 @@ class JobOptions:
     completion_window: str = "24h"
     metadata: dict[str, str] = field(default_factory=dict)
     retries: int = 2
+    chunk_rows: int | None = None
+    """Rows per chunk of a streamed job (None: a multiple of ``max_requests``, ~200,000)."""
 
-    def build(self, frame: pd.DataFrame) -> RequestPlan:
-        """The request plan of ``frame`` under these options."""
+    def build(self, frame: pd.DataFrame, first_position: int = 0) -> RequestPlan:
+        """The request plan of ``frame`` under these options (ids from ``first_position``)."""
         return build_plan(
             frame,
             self.prompt,
@@ -45,6 +47,14 @@ class JobOptions:
             max_requests=self.max_requests,
             max_bytes=self.max_bytes,
             params=self.params,
+            first_position=first_position,
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        """The input columns the requests are built from."""
+        return columns_used(
+            self.prompt, self.prompt_column, self.messages_column, self.custom_id_column
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -26,10 +26,19 @@ import pyarrow.compute as pc
 
 from ._errors import ColumnError, InputError, RowError
 from ._escape import BINARY, buffers, escape_constant, json_escape
+from ._rowparams import model_groups, params_fragments, plain
 
-__all__ = ["CHAT_ENDPOINT", "RequestPlan", "Shard", "build_plan"]
+__all__ = [
+    "CHAT_ENDPOINT",
+    "EMBEDDINGS_ENDPOINT",
+    "RequestPlan",
+    "Shard",
+    "build_embedding_plan",
+    "build_plan",
+]
 
 CHAT_ENDPOINT = "/v1/chat/completions"
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 
 #: Rows turned into lines at a time: bounds the extra memory of the Arrow intermediates.
 CHUNK_ROWS = 128 * 1024
@@ -97,7 +106,7 @@ def build_plan(
     frame: pd.DataFrame,
     prompt: str | None = None,
     *,
-    model: str,
+    model: str | None = None,
     prompt_column: str | None = None,
     messages_column: str | None = None,
     system: str | None = None,
@@ -106,6 +115,8 @@ def build_plan(
     max_bytes: int = 100 * 1024 * 1024,
     params: Mapping[str, Any] | None = None,
     first_position: int = 0,
+    model_column: str | None = None,
+    params_column: str | None = None,
 ) -> RequestPlan:
     """Turn every row of ``frame`` into one chat-completion request line, split into shards.
 
@@ -117,11 +128,13 @@ def build_plan(
         A ``str.format`` template over column names (``{{``/``}}`` are literal braces).
         Exactly one of ``prompt``, ``prompt_column`` and ``messages_column`` is required.
     model:
-        The model of every request.
+        The model of every request; with ``model_column``, the model of rows whose cell is
+        null (without it, a null cell is an error). One of the two is required.
     prompt_column:
         A column of non-null strings, each the user message of its row.
     messages_column:
-        A column of lists of ``{"role", "content"}`` dicts, sent as they are.
+        A column of lists of ``{"role", "content", ...}`` dicts, validated (roles, content
+        types, ``tool_calls``) and sent as they are.
     system:
         A system message put first in every request.
     custom_id_column:
@@ -135,6 +148,13 @@ def build_plan(
         The position of the frame's first row in a larger input (a chunk of a file): default
         ids are ``str(first_position + i)``, so they stay unique across the chunks. Shard
         positions (and error messages) stay 0-based within ``frame``.
+    model_column:
+        A column naming each row's model. Rows are grouped by model (in order of first
+        appearance) and each model gets its own shards (one model per input file): a shard's
+        rows are consecutive among that model's rows, and ``Shard.positions`` says which.
+    params_column:
+        A column of dicts (or nulls) merged into each row's body after ``params`` (a row's key
+        wins). They may not set ``model`` or ``messages``; None values are left out.
 
     Returns
     -------
@@ -158,20 +178,158 @@ def build_plan(
     """
     params = dict(params or {})
     _check_arguments(prompt, prompt_column, messages_column, max_requests, max_bytes, params)
-    if len(frame) == 0:
-        raise InputError("the frame is empty: there is nothing to send")
-    if isinstance(first_position, bool) or not isinstance(first_position, int) or first_position < 0:
-        raise InputError(f"first_position must be an integer >= 0, got {first_position!r}")
+    _check_frame(frame, first_position)
+    if system is not None and not isinstance(system, str):
+        raise InputError(f"system must be a str, got {type(system).__name__}")
     ids, user_ids = _position_ids(len(frame), first_position), None
     if custom_id_column is not None:
         ids, user_ids = _user_ids(frame, custom_id_column)
     source = _content_source(frame, prompt, prompt_column, messages_column, system)
-    constants = _line_pieces(CHAT_ENDPOINT, model, system, params, source.is_messages)
-    lines = _iter_line_chunks(frame, ids.view(BINARY), source, constants, max_bytes)
-    shards = _split_into_shards(lines, model, max_requests, max_bytes)
-    return RequestPlan(
-        CHAT_ENDPOINT, len(frame), tuple(shards), custom_ids=user_ids, first_position=first_position
+    messages: Any = _CONTENT_SENTINEL
+    if not source.is_messages:
+        messages = [{"role": "user", "content": _CONTENT_SENTINEL}]
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": system})
+    return _plan(
+        frame,
+        CHAT_ENDPOINT,
+        ids,
+        user_ids,
+        source,
+        {"messages": messages},
+        _Settings(model, model_column, params, params_column, frozenset({"model", "messages"})),
+        max_requests,
+        max_bytes,
+        first_position,
     )
+
+
+def build_embedding_plan(
+    frame: pd.DataFrame,
+    column: str,
+    *,
+    model: str | None = None,
+    model_column: str | None = None,
+    custom_id_column: str | None = None,
+    max_requests: int = 50_000,
+    max_bytes: int = 100 * 1024 * 1024,
+    params: Mapping[str, Any] | None = None,
+    params_column: str | None = None,
+    first_position: int = 0,
+) -> RequestPlan:
+    """Turn every row's text in ``column`` into one ``/v1/embeddings`` request line.
+
+    Each line is ``{"custom_id", "method": "POST", "url": "/v1/embeddings", "body":
+    {"model", "input": <text>, **params}}``. The text must be a non-empty string. The other
+    arguments work as in :func:`build_plan` (``params`` such as ``dimensions`` or
+    ``encoding_format``; ``params_column`` may not set ``model`` or ``input``).
+
+    Example
+    -------
+    >>> plan = build_embedding_plan(pd.DataFrame({"t": ["hi"]}), "t", model="e")
+    >>> plan.shards[0].data
+    b'{"custom_id":"0","method":"POST","url":"/v1/embeddings","body":{"model":"e","input":"hi"}}\\n'
+    """
+    params = dict(params or {})
+    _check_limits(max_requests, max_bytes)
+    _check_reserved(params, frozenset({"model", "input"}), "column=")
+    if not isinstance(column, str):
+        raise InputError(f"column must be a column name (str), got {type(column).__name__}")
+    _check_frame(frame, first_position)
+    ids, user_ids = _position_ids(len(frame), first_position), None
+    if custom_id_column is not None:
+        ids, user_ids = _user_ids(frame, custom_id_column)
+    text = _text_values(frame, column, strict=True)
+    empty = np.flatnonzero(np.diff(buffers(text)[0]) == 0)
+    if empty.size:
+        position = int(empty[0])
+        raise RowError(
+            f"{_row_label(frame, position)}: column {column!r} is an empty string "
+            f"({empty.size} empty row(s) in all); embedding inputs must be non-empty",
+            position=position,
+        )
+    return _plan(
+        frame,
+        EMBEDDINGS_ENDPOINT,
+        ids,
+        user_ids,
+        _Source((text,), is_messages=False),
+        {"input": _CONTENT_SENTINEL},
+        _Settings(model, model_column, params, params_column, frozenset({"model", "input"})),
+        max_requests,
+        max_bytes,
+        first_position,
+    )
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What the body holds besides the content: the model(s) and the parameters."""
+
+    model: str | None
+    model_column: str | None
+    params: dict[str, Any]
+    params_column: str | None
+    reserved: frozenset[str]
+
+
+def _plan(
+    frame: pd.DataFrame,
+    endpoint: str,
+    ids: pa.Array,
+    user_ids: pd.Index | None,
+    source: _Source,
+    content: dict[str, Any],
+    settings: _Settings,
+    max_requests: int,
+    max_bytes: int,
+    first_position: int,
+) -> RequestPlan:
+    """Group rows by model, build each group's lines and cut them into shards."""
+
+    def label(position: int) -> str:
+        return _row_label(frame, position)
+
+    models = None
+    if settings.model_column is not None:
+        models = _column(frame, settings.model_column, "model")
+    groups = model_groups(models, settings.model, label, settings.model_column)
+    fragments = None
+    if settings.params_column is not None:
+        column = _column(frame, settings.params_column, "params")
+        fragments = params_fragments(
+            column, settings.params, settings.reserved, label, settings.params_column
+        )
+    shards: list[Shard] = []
+    for model, rows in groups:
+        params = {} if fragments is not None else settings.params
+        head, mid, tail = _line_pieces(endpoint, {"model": model, **content, **params}, source)
+        pieces: list[bytes | pa.Array | _Raw] = [
+            head,
+            _Raw(ids.view(BINARY)),
+            mid,
+            *source.parts(),
+            tail,
+        ]
+        if fragments is not None:  # the row's params go just before the body's closing brace
+            if not tail.endswith(b"}}\n"):
+                raise AssertionError("a request line must end with its body")
+            pieces[-1:] = [tail[:-3], _Raw(fragments), tail[-3:]]
+        if rows is not None:
+            pieces = [_take(piece, rows) for piece in pieces]
+        lines = _iter_line_chunks(frame, pieces, rows, max_bytes)
+        shards += _split_into_shards(lines, model, max_requests, max_bytes, rows, endpoint)
+    return RequestPlan(
+        endpoint, len(frame), tuple(shards), custom_ids=user_ids, first_position=first_position
+    )
+
+
+def _take(piece: bytes | pa.Array | _Raw, rows: np.ndarray) -> bytes | pa.Array | _Raw:
+    if isinstance(piece, bytes):
+        return piece
+    if isinstance(piece, _Raw):
+        return _Raw(piece.values.take(pa.array(rows)))
+    return piece.take(pa.array(rows))
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -192,16 +350,37 @@ def _check_arguments(
             "give exactly one of prompt=, prompt_column= and messages_column= "
             f"(got {', '.join(given) or 'none'})"
         )
+    _check_limits(max_requests, max_bytes)
+    _check_reserved(
+        params, frozenset({"model", "messages"}), "prompt=/prompt_column=/messages_column="
+    )
+
+
+def _check_limits(max_requests: int, max_bytes: int) -> None:
     if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
         raise InputError(f"max_requests must be a positive integer, got {max_requests!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise InputError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-    reserved = sorted({"model", "messages"} & set(params))
-    if reserved:
+
+
+def _check_reserved(params: Mapping[str, Any], reserved: frozenset[str], content: str) -> None:
+    clash = sorted(reserved & set(params))
+    if clash:
         raise InputError(
-            f"parameter {reserved[0]!r} cannot be passed as a request parameter: "
-            "use model= and prompt=/prompt_column=/messages_column="
+            f"parameter {clash[0]!r} cannot be passed as a request parameter: "
+            f"use model= (or model_column=) and {content}"
         )
+
+
+def _check_frame(frame: pd.DataFrame, first_position: int) -> None:
+    if len(frame) == 0:
+        raise InputError("the frame is empty: there is nothing to send")
+    if (
+        isinstance(first_position, bool)
+        or not isinstance(first_position, int)
+        or first_position < 0
+    ):
+        raise InputError(f"first_position must be an integer >= 0, got {first_position!r}")
 
 
 def _row_label(frame: pd.DataFrame, position: int) -> str:
@@ -239,6 +418,18 @@ class _Source:
     pieces: tuple[bytes | pa.Array, ...]
     is_messages: bool
 
+    def parts(self) -> list[bytes | pa.Array | _Raw]:
+        """The pieces, messages JSON marked raw (prompt text is escaped as lines are built)."""
+        return [_Raw(p) if self.is_messages and isinstance(p, pa.Array) else p
+                for p in self.pieces]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """An array of bytes that go into lines as they are (ids, JSON), not JSON-escaped."""
+
+    values: pa.Array
+
 
 def _content_source(
     frame: pd.DataFrame,
@@ -269,6 +460,8 @@ def columns_used(
     prompt_column: str | None = None,
     messages_column: str | None = None,
     custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
 ) -> list[str]:
     """The input columns a plan reads, in first-use order (a streaming reader loads only these).
 
@@ -277,7 +470,8 @@ def columns_used(
     names: list[str] = []
     if prompt is not None:
         names += [name for _, name in _parse_template(prompt) if name is not None]
-    names += [n for n in (prompt_column, messages_column, custom_id_column) if n is not None]
+    given = (prompt_column, messages_column, custom_id_column, model_column, params_column)
+    names += [n for n in given if n is not None]
     return list(dict.fromkeys(names))
 
 
@@ -383,24 +577,65 @@ def _messages_json(frame: pd.DataFrame, name: str, system: str | None) -> pa.Arr
 
 
 def _check_messages(frame: pd.DataFrame, position: int, name: str, cell: Any) -> list[Any]:
+    """A row's messages as plain lists and dicts, after checking them one by one.
+
+    Every message is a dict with a known ``role``. ``content`` is a string or a non-empty
+    list of parts (dicts with a string ``type``; a ``text`` part has a string ``text``); an
+    ``assistant`` message may have null or no content when it carries ``tool_calls`` (or a
+    ``function_call``); a ``tool`` message needs a string ``tool_call_id``; ``name`` is a
+    string; ``tool_calls`` is a list of dicts with an ``id``, a ``type`` and a ``function``.
+    """
+
     def bad(why: str) -> RowError:
         return RowError(f"{_row_label(frame, position)}: column {name!r}: {why}", position)
 
     if not isinstance(cell, (list, tuple, np.ndarray)) or len(cell) == 0:
         raise bad(f"expected a non-empty list of messages, got {type(cell).__name__}")
     messages = []
-    for i, message in enumerate(cell):
+    for i, message in enumerate(plain(cell)):
         if not isinstance(message, Mapping):
             raise bad(f"message {i} is a {type(message).__name__}, not a dict")
-        role, content = message.get("role"), message.get("content")
+        role = message.get("role")
         if role not in _ROLES:
             raise bad(f"message {i} has role {role!r}; expected one of {sorted(_ROLES)}")
-        if isinstance(content, np.ndarray):  # lists come back from Parquet as arrays
-            content = content.tolist()
-        if not isinstance(content, (str, list)):
-            raise bad(f"message {i} content is a {type(content).__name__}, not a str or list")
-        messages.append({**message, "content": content})
+        why = _message_problem(message, role)
+        if why is not None:
+            raise bad(f"message {i} ({role}) {why}")
+        messages.append(dict(message))
     return messages
+
+
+def _message_problem(message: Mapping[str, Any], role: str) -> str | None:
+    content = message.get("content")
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None:
+        if role != "assistant":
+            return "has tool_calls; only assistant messages may"
+        if not isinstance(tool_calls, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("id"), str) and "function" in c
+            for c in tool_calls
+        ):
+            return "tool_calls must be a list of dicts with an 'id' and a 'function'"
+    if not isinstance(message.get("name", ""), str):
+        return "name must be a string"
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        return "needs a string tool_call_id"
+    if content is None:
+        if role == "assistant" and (tool_calls or message.get("function_call")):
+            return None
+        return "has no content (only an assistant message with tool_calls may)"
+    if isinstance(content, str):
+        return None
+    if not isinstance(content, list):
+        return f"content is a {type(content).__name__}, not a str or list of parts"
+    if not content:
+        return "content is an empty list of parts"
+    for j, part in enumerate(content):
+        if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+            return f"content part {j} is not a dict with a string 'type'"
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            return f"content part {j} is a text part without a string 'text'"
+    return None
 
 
 # -- custom ids -------------------------------------------------------------------------------
@@ -433,6 +668,11 @@ def _user_ids(frame: pd.DataFrame, name: str) -> tuple[pa.Array, pd.Index]:
     index = pd.Index(ids.to_numpy(zero_copy_only=False))
     _check_unique(frame, index)
     return ids, index
+
+
+def check_custom_ids(frame: pd.DataFrame, name: str) -> None:
+    """Check a ``custom_id_column`` over the whole frame (non-null, unique, well-formed)."""
+    _user_ids(frame, name)
 
 
 def _ids_as_str(frame: pd.DataFrame, name: str, column: pd.Series) -> list[str]:
@@ -494,35 +734,22 @@ _CONTENT_SENTINEL = "\x00netmind-frames-content\x00"
 
 
 def _line_pieces(
-    endpoint: str, model: str, system: str | None, params: Mapping[str, Any], is_messages: bool
+    endpoint: str, body: dict[str, Any], source: _Source
 ) -> tuple[bytes, bytes, bytes]:
     """The constant bytes around a line's id and content: ``head ID mid CONTENT tail``.
 
-    For a prompt the content goes inside a JSON string (the quotes are in ``mid``/``tail``);
-    for messages it is the whole JSON array.
+    ``body`` holds ``_CONTENT_SENTINEL`` where the content goes. For text the content goes
+    inside a JSON string (the quotes are in ``mid``/``tail``); for messages it is the whole
+    JSON array.
     """
-    if not isinstance(model, str) or not model:
-        raise InputError(f"model must be a non-empty str, got {model!r}")
-    if system is not None and not isinstance(system, str):
-        raise InputError(f"system must be a str, got {type(system).__name__}")
-    messages: Any = _CONTENT_SENTINEL
-    if not is_messages:
-        messages = [{"role": "user", "content": _CONTENT_SENTINEL}]
-        if system is not None:
-            messages.insert(0, {"role": "system", "content": system})
-    line = {
-        "custom_id": _ID_SENTINEL,
-        "method": "POST",
-        "url": endpoint,
-        "body": {"model": model, "messages": messages, **params},
-    }
+    line = {"custom_id": _ID_SENTINEL, "method": "POST", "url": endpoint, "body": body}
     try:
         raw = orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InputError(f"model, system or params cannot be encoded as JSON: {exc}") from None
     head, rest = _split_once(raw, orjson.dumps(_ID_SENTINEL))
     mid, tail = _split_once(rest, orjson.dumps(_CONTENT_SENTINEL))
-    if is_messages:
+    if source.is_messages:
         return head + b'"', b'"' + mid, tail + b"\n"
     return head + b'"', b'"' + mid + b'"', b'"' + tail + b"\n"
 
@@ -545,34 +772,38 @@ class _LineChunk:
 
 def _iter_line_chunks(
     frame: pd.DataFrame,
-    ids: pa.Array,
-    source: _Source,
-    constants: tuple[bytes, bytes, bytes],
+    pieces: list[bytes | pa.Array | _Raw],
+    rows: np.ndarray | None,
     max_bytes: int,
 ) -> Iterator[_LineChunk]:
-    head, mid, tail = constants
-    pieces = _merge_constants([head, ids, mid, *source.pieces, tail])
+    """Lines of ``CHUNK_ROWS`` rows at a time: arrays are JSON-escaped, ``_Raw`` ones not.
+
+    ``rows`` maps a line to its frame position (None: line ``i`` is row ``i``).
+    """
+    merged = _merge_constants(pieces)
+    n_lines = next(len(p.values if isinstance(p, _Raw) else p) for p in merged
+                   if not isinstance(p, bytes))  # fmt: skip
     separator = pa.scalar(b"", BINARY)
-    for start in range(0, len(ids), CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, len(ids))
+    for start in range(0, n_lines, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n_lines)
         args: list[pa.Array | pa.Scalar] = []
-        for piece in pieces:
+        for piece in merged:
             if isinstance(piece, bytes):
                 args.append(pa.scalar(piece, BINARY))
-            elif piece is ids or source.is_messages:
-                args.append(piece.slice(start, stop - start))
+            elif isinstance(piece, _Raw):
+                args.append(piece.values.slice(start, stop - start))
             else:
                 args.extend(json_escape(piece.slice(start, stop - start)))
         # "skip": a row's text is the non-null one of the two arrays _json_escape returns.
         lines = pc.binary_join_element_wise(*args, separator, null_handling="skip")
         offsets, data = buffers(lines)
-        _check_line_sizes(frame, start, np.diff(offsets), max_bytes)
+        _check_line_sizes(frame, start, np.diff(offsets), max_bytes, rows)
         yield _LineChunk(start, data, offsets)
 
 
-def _merge_constants(pieces: list[bytes | pa.Array]) -> list[bytes | pa.Array]:
+def _merge_constants(pieces: list[bytes | pa.Array | _Raw]) -> list[bytes | pa.Array | _Raw]:
     """Join neighbouring constant pieces: fewer arguments make the Arrow join faster."""
-    merged: list[bytes | pa.Array] = []
+    merged: list[bytes | pa.Array | _Raw] = []
     for piece in pieces:
         if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
             merged[-1] += piece
@@ -581,10 +812,13 @@ def _merge_constants(pieces: list[bytes | pa.Array]) -> list[bytes | pa.Array]:
     return merged
 
 
-def _check_line_sizes(frame: pd.DataFrame, start: int, sizes: np.ndarray, limit: int) -> None:
+def _check_line_sizes(
+    frame: pd.DataFrame, start: int, sizes: np.ndarray, limit: int, rows: np.ndarray | None
+) -> None:
     over = np.flatnonzero(sizes > limit)
     if over.size:
         position = start + int(over[0])
+        position = position if rows is None else int(rows[position])
         raise RowError(
             f"{_row_label(frame, position)}: its request line is {int(sizes[over[0]]):,} bytes, "
             f"over the {limit:,}-byte limit of one input file",
@@ -593,9 +827,17 @@ def _check_line_sizes(frame: pd.DataFrame, start: int, sizes: np.ndarray, limit:
 
 
 def _split_into_shards(
-    chunks: Iterator[_LineChunk], model: str, max_requests: int, max_bytes: int
+    chunks: Iterator[_LineChunk],
+    model: str,
+    max_requests: int,
+    max_bytes: int,
+    rows: np.ndarray | None = None,
+    endpoint: str = CHAT_ENDPOINT,
 ) -> list[Shard]:
-    """Greedy consecutive shards; each line was checked to fit ``max_bytes`` on its own."""
+    """Greedy consecutive shards; each line was checked to fit ``max_bytes`` on its own.
+
+    Line ``i`` is frame row ``rows[i]`` (``i`` when ``rows`` is None).
+    """
     shards: list[Shard] = []
     parts: list[memoryview] = []
     first_row = n_lines = n_bytes = 0
@@ -604,7 +846,9 @@ def _split_into_shards(
         nonlocal parts, first_row, n_lines, n_bytes
         if n_lines:
             positions = np.arange(first_row, first_row + n_lines, dtype=np.int64)
-            shards.append(Shard(model, b"".join(parts), positions))
+            if rows is not None:
+                positions = rows[positions]
+            shards.append(Shard(model, b"".join(parts), positions, endpoint))
         parts, first_row, n_lines, n_bytes = [], next_row, 0, 0
 
     for chunk in chunks:

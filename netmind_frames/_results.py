@@ -12,7 +12,7 @@ fast path.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,11 +29,14 @@ from ._requests import RequestPlan
 
 __all__ = [
     "RESULT_COLUMNS",
+    "LineFormat",
     "ShardOutcome",
     "Status",
     "check_result_columns",
+    "collect_lines",
     "collect_results",
     "join_results",
+    "mark_invalid_output",
 ]
 
 RESULT_COLUMNS = (
@@ -73,6 +76,27 @@ _ERRORS = pa.schema([("error_code", _STR), ("error_message", _STR)])
 
 
 @dataclass(frozen=True)
+class LineFormat:
+    """How to read the answer fields of one endpoint's result lines.
+
+    ``line_schema`` is the pruned Arrow schema of a line (``custom_id``, ``response``
+    with ``status_code`` and ``body``, ``error``); ``arrow_answers`` takes the parsed ``body``
+    struct array and returns one array per field of ``answers``; ``line_answers`` does the
+    same for one parsed body dict (the tolerant parser).
+    """
+
+    line_schema: pa.Schema
+    answers: pa.Schema
+    arrow_answers: Callable[[pa.Array], list[pa.Array]]
+    line_answers: Callable[[dict[str, Any]], tuple[Any, ...]]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The result columns: the answer fields, then error_code, error_message, status."""
+        return (*self.answers.names, *_ERRORS.names, "status")
+
+
+@dataclass(frozen=True)
 class _Lines:
     """The usable content of result lines, whichever parser read them.
 
@@ -87,9 +111,9 @@ class _Lines:
     errors: pa.Table
 
     @staticmethod
-    def concat(parts: Sequence[_Lines]) -> _Lines:
+    def concat(parts: Sequence[_Lines], answers: pa.Schema = _ANSWERS) -> _Lines:
         if not parts:
-            return _Lines(pa.array([], _STR), np.zeros(0, bool), _ANSWERS.empty_table(),
+            return _Lines(pa.array([], _STR), np.zeros(0, bool), answers.empty_table(),
                           _ERRORS.empty_table())  # fmt: skip
         return _Lines(
             pa.concat_arrays([p.custom_id for p in parts]),
@@ -141,18 +165,23 @@ def collect_results(plan: RequestPlan, outcomes: Sequence[ShardOutcome]) -> pa.T
     >>> table = collect_results(plan, [ShardOutcome(shard.positions, "completed", [out])])
     >>> table.column("status")
     """
+    return collect_lines(plan, outcomes, CHAT_FORMAT)
+
+
+def collect_lines(plan: RequestPlan, outcomes: Sequence[ShardOutcome], fmt: LineFormat) -> pa.Table:
+    """:func:`collect_results` for any endpoint: the columns are ``fmt.columns``."""
     shard_of_row = np.full(plan.n_rows, -1, dtype=np.int64)
     parts, owners = [], []
     for number, outcome in enumerate(outcomes):
         shard_of_row[np.asarray(outcome.positions, dtype=np.int64)] = number
         for file in outcome.files:
-            part = _read_lines(file)
+            part = _read_lines(file, fmt)
             parts.append(part)
             owners.append(np.full(len(part.ok), number, dtype=np.int64))
-    lines = _Lines.concat(parts)
+    lines = _Lines.concat(parts, fmt.answers)
     owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
     line_of_row = _match_lines(plan, lines, owner, shard_of_row)
-    return _assemble(lines, line_of_row, shard_of_row, outcomes)
+    return _assemble(lines, line_of_row, shard_of_row, outcomes, fmt)
 
 
 def check_result_columns(frame: pd.DataFrame, prefix: str = "") -> None:
@@ -192,30 +221,30 @@ def join_results(frame: pd.DataFrame, results: pa.Table, prefix: str = "") -> pd
 # -- parsing ----------------------------------------------------------------------------------
 
 
-def _read_lines(file: bytes | Path) -> _Lines:
+def _read_lines(file: bytes | Path, fmt: LineFormat) -> _Lines:
     """A result file's lines: Arrow when it can, the tolerant orjson parser when it must."""
     data = file if isinstance(file, bytes) else None
     if data is not None and not data.strip():
-        return _Lines.concat([])
+        return _Lines.concat([], fmt.answers)
     try:
         source: Any = pa.BufferReader(data) if data is not None else str(file)
         table = pj.read_json(
             source,
             read_options=pj.ReadOptions(block_size=4 << 20),
             parse_options=pj.ParseOptions(
-                explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="ignore"
+                explicit_schema=fmt.line_schema, unexpected_field_behavior="ignore"
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return _parse_tolerant(data if data is not None else Path(str(file)).read_bytes())
-    return _from_arrow(table.combine_chunks())
+        return _parse_tolerant(data if data is not None else Path(str(file)).read_bytes(), fmt)
+    return _from_arrow(table.combine_chunks(), fmt)
 
 
-def _from_arrow(table: pa.Table) -> _Lines:
+def _from_arrow(table: pa.Table, fmt: LineFormat) -> _Lines:
     """Arrow-parsed lines -> _Lines, vectorised."""
     response = table.column("response").chunk(0) if table.num_rows else None
     if response is None:
-        return _Lines.concat([])
+        return _Lines.concat([], fmt.answers)
     body = pc.struct_field(response, "body")
     status_code = pc.struct_field(response, "status_code")
     ok = pc.and_kleene(
@@ -223,18 +252,23 @@ def _from_arrow(table: pa.Table) -> _Lines:
         pc.and_(pc.greater_equal(status_code, 200), pc.less(status_code, 300)),
     )
     ok_mask = np.asarray(ok.fill_null(False), dtype=bool)
-    content, finish = _first_choice(pc.struct_field(body, "choices"))
-    usage = pc.struct_field(body, "usage")
-    answers = [content, finish, *(pc.struct_field(usage, f) for f in _TOKENS)]
+    answers = fmt.arrow_answers(body)
     failed = table.filter(pa.array(~ok_mask))
     return _Lines(
         pc.cast(table.column("custom_id").chunk(0), _STR),
         ok_mask,
         pa.Table.from_arrays(
-            [pc.cast(a, f.type) for a, f in zip(answers, _ANSWERS, strict=True)], schema=_ANSWERS
+            [pc.cast(a, f.type) for a, f in zip(answers, fmt.answers, strict=True)],
+            schema=fmt.answers,
         ),
         _error_fields_arrow(failed),
     )
+
+
+def _chat_answers(body: pa.Array) -> list[pa.Array]:
+    content, finish = _first_choice(pc.struct_field(body, "choices"))
+    usage = pc.struct_field(body, "usage")
+    return [content, finish, *(pc.struct_field(usage, f) for f in _TOKENS)]
 
 
 def _error_fields_arrow(failed: pa.Table) -> pa.Table:
@@ -270,7 +304,7 @@ def _first_choice(choices: pa.Array) -> tuple[pa.Array, pa.Array]:
     return content, pc.struct_field(first, "finish_reason")
 
 
-def _parse_tolerant(data: bytes) -> _Lines:
+def _parse_tolerant(data: bytes, fmt: LineFormat) -> _Lines:
     """Per-line orjson parsing for files Arrow refuses; bad lines are warned about, skipped."""
     rows: list[tuple[Any, ...]] = []
     bad = 0
@@ -283,7 +317,7 @@ def _parse_tolerant(data: bytes) -> _Lines:
             bad += 1
             continue
         if isinstance(line, dict):
-            rows.append(_line_fields(line))
+            rows.append(_line_fields(line, fmt))
         else:
             bad += 1
     if bad:
@@ -293,11 +327,12 @@ def _parse_tolerant(data: bytes) -> _Lines:
             MissingResultWarning,
             stacklevel=4,
         )
-    failed = [row[6:] for row in rows if not row[1]]
+    end = 2 + len(fmt.answers)
+    failed = [row[end:] for row in rows if not row[1]]
     return _Lines(
         pa.array([row[0] for row in rows], _STR),
         np.array([row[1] for row in rows], dtype=bool),
-        _table([row[2:6] for row in rows], _ANSWERS),
+        _table([row[2:end] for row in rows], fmt.answers),
         _table(failed, _ERRORS),
     )
 
@@ -308,7 +343,7 @@ def _table(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _line_fields(line: dict[str, Any]) -> tuple[Any, ...]:
+def _line_fields(line: dict[str, Any], fmt: LineFormat) -> tuple[Any, ...]:
     """One parsed line -> the values of the normalised line table, defensively."""
     custom_id = line.get("custom_id")
     if isinstance(custom_id, int) and not isinstance(custom_id, bool):
@@ -321,12 +356,16 @@ def _line_fields(line: dict[str, Any]) -> tuple[Any, ...]:
     error = line.get("error")
     ok = error is None and isinstance(status_code, int) and 200 <= status_code < 300
     if ok:
-        content, finish = _choice_fields(body)
-        usage = _dict(body.get("usage"))
-        return (custom_id, True, content, finish, _int(usage.get("prompt_tokens")),
-                _int(usage.get("completion_tokens")), None, None)  # fmt: skip
+        return (custom_id, True, *fmt.line_answers(body), None, None)
     code, message = _error_fields(error, _dict(body.get("error")), status_code)
-    return (custom_id, False, None, None, None, None, code, message)
+    return (custom_id, False, *([None] * len(fmt.answers)), code, message)
+
+
+def _chat_line_answers(body: dict[str, Any]) -> tuple[Any, ...]:
+    content, finish = _choice_fields(body)
+    usage = _dict(body.get("usage"))
+    return (content, finish, _int(usage.get("prompt_tokens")),
+            _int(usage.get("completion_tokens")))  # fmt: skip
 
 
 def _choice_fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -406,6 +445,7 @@ def _assemble(
     line_of_row: np.ndarray,
     shard_of_row: np.ndarray,
     outcomes: Sequence[ShardOutcome],
+    fmt: LineFormat,
 ) -> pa.Table:
     """Every row's result: answer fields from its success line, error fields from its failed
     line or, for a row without a line, from a synthetic error saying why."""
@@ -429,11 +469,11 @@ def _assemble(
     errors = pa.concat_tables([lines.errors, _synthetic_errors(kinds)]).combine_chunks()
     answer_take = pa.array(np.where(row_ok, line_of_row, 0), mask=~row_ok)
     error_take = pa.array(error_of_row, mask=row_ok)
-    columns = [_take(lines.answers.column(n), answer_take) for n in _ANSWERS.names]
+    columns = [_take(lines.answers.column(n), answer_take) for n in fmt.answers.names]
     columns += [errors.column(n).take(error_take) for n in _ERRORS.names]
     status = np.where(row_ok, 0, _status_codes(errors)[error_of_row]).astype(np.int8)
     columns.append(pa.DictionaryArray.from_arrays(pa.array(status), _STATUSES).cast(_STR))
-    return pa.Table.from_arrays(columns, names=list(RESULT_COLUMNS))
+    return pa.Table.from_arrays(columns, names=list(fmt.columns))
 
 
 def _take(column: pa.ChunkedArray, index: pa.Array) -> pa.Array:
@@ -469,6 +509,40 @@ def _status_codes(errors: pa.Table) -> np.ndarray:
     expired = np.asarray(pc.equal(code, "batch_expired").fill_null(False), dtype=bool)
     cancelled = np.asarray(pc.equal(code, "batch_cancelled").fill_null(False), dtype=bool)
     return np.select([expired, cancelled], [2, 3], default=1)
+
+
+CHAT_FORMAT = LineFormat(_LINE_SCHEMA, _ANSWERS, _chat_answers, _chat_line_answers)
+
+
+def mark_invalid_output(table: pa.Table, invalid: np.ndarray, messages: Any) -> pa.Table:
+    """``table`` with the ``invalid`` rows made ``failed`` / ``invalid_output``.
+
+    For structured outputs: ``invalid`` and ``messages`` come from
+    ``_schema.parse_structured`` (one per row, in row order); the rows' ``error_message``
+    becomes the message (what failed). ``response`` keeps the raw answer, so a reader can see
+    it; the other columns are unchanged.
+    """
+    invalid = np.asarray(invalid, dtype=bool)
+    if len(invalid) != table.num_rows:
+        raise InputError(f"{len(invalid)} flags for a table of {table.num_rows} rows")
+    if not invalid.any():
+        return table
+    mask = pa.array(invalid)
+    text = (
+        messages
+        if isinstance(messages, pa.Array)
+        else pa.array(list(messages), _STR, from_pandas=True)
+    )
+    updates = {
+        "status": pc.if_else(mask, pa.scalar("failed", _STR), table.column("status")),
+        "error_code": pc.if_else(
+            mask, pa.scalar("invalid_output", _STR), table.column("error_code")
+        ),
+        "error_message": pc.if_else(mask, pc.cast(text, _STR), table.column("error_message")),
+    }
+    for name, values in updates.items():
+        table = table.set_column(table.column_names.index(name), name, values)
+    return table
 
 
 def _to_pandas(column: pa.ChunkedArray) -> pd.api.extensions.ExtensionArray:

@@ -134,7 +134,7 @@ Source = FrameSource | FileSource
 
 def _read_text_table(path: Path, suffix: str) -> pa.Table:
     if suffix in _CSV:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # "0001" stays "0001"
+        frame = pd.read_csv(path, dtype=str)  # as text: "0001" stays "0001"
     else:
         frame = pd.read_json(path, lines=True, dtype=False)  # dtype=False: "0001" stays text
     return pa.Table.from_pandas(frame, preserve_index=False)

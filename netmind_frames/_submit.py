@@ -18,7 +18,7 @@ import openai
 
 from ._connection import Connection
 from ._journal import Journal, ShardRecord
-from ._requests import RequestPlan, Shard
+from ._requests import RequestPlan
 from ._timing import timed
 
 log = logging.getLogger("netmind_frames")
@@ -158,7 +158,7 @@ def submit_shard(
     return str(batch.id)
 
 
-def shard_key(shard: Shard, round_number: int = 0) -> str:
+def shard_key(shard: ShardLike, round_number: int = 0) -> str:
     """The journal and metadata key of a shard: its fingerprint, marked with a retry round."""
     return shard.fingerprint if round_number == 0 else f"{shard.fingerprint}:r{round_number}"
 

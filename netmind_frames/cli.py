@@ -10,25 +10,46 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import openai
-import pandas as pd
 
-from . import __version__
-from ._api import batch_complete
+from . import __version__, _timing
+from ._api import attach, submit_file
+from ._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._errors import NetmindFramesError
+from ._job import BatchJob
+from ._status import cancel_job, job_record, job_shards
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ROWS_FAILED = 0, 1, 2, 3
 
-_COMPLETE_EXAMPLE = """\
-example:
+_EXAMPLES = {
+    "complete": """\
   netmind-frames complete examples/reviews.parquet out.parquet --local \\
       --prompt "Classify the sentiment of this review: {review}" \\
-      --model meta-llama/Meta-Llama-3.1-8B-Instruct --max-tokens 5
-"""
+      --model meta-llama/Meta-Llama-3.1-8B-Instruct --max-tokens 5""",
+    "submit": """\
+  netmind-frames submit reviews.parquet --prompt "Summarise: {review}" --model MODEL
+  # prints the job id (job-...); later: netmind-frames result JOB out.parquet""",
+    "status": "  netmind-frames status job-0123456789abcdef01234567",
+    "wait": "  netmind-frames wait job-0123456789abcdef01234567 --timeout 3600",
+    "result": "  netmind-frames result job-0123456789abcdef01234567 out.parquet",
+    "cancel": "  netmind-frames cancel job-0123456789abcdef01234567",
+    "list": "  netmind-frames list --limit 5",
+}
+
+_LOCAL_NOTE = (
+    "--local starts a server inside this process, which stops when the command ends: use it "
+    "with `complete` only. For jobs that outlive a command, run `netmind-frames serve` and "
+    "pass --base-url."
+)
+
+
+class UsageError(Exception):
+    """A usage error found after parsing (exit code 2)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,15 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     try:
         return int(args.handler(args))
+    except UsageError as exc:
+        print(f"netmind-frames {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except NetmindFramesError as exc:
         if args.debug:
             raise
-        print(f"netmind-frames: error: {exc}", file=sys.stderr)
+        print(f"netmind-frames: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except openai.APIError as exc:
+    except (openai.APIError, OSError) as exc:
         if args.debug:
             raise
-        print(f"netmind-frames: error from the API: {exc}", file=sys.stderr)
+        print(f"netmind-frames: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
@@ -60,32 +84,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netmind-frames",
         description="Run an LLM over every row of a table through a Batch API.",
+        epilog="Exit codes: 0 every row ok, 1 an error, 2 a usage error, 3 some rows failed.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.set_defaults(command=None)
     subparsers = parser.add_subparsers(title="commands")
     _add_complete(subparsers)
+    _add_submit(subparsers)
+    _add_job_commands(subparsers)
+    _add_list(subparsers)
     try:
         from .server._cli import add_serve_parser
     except ImportError:  # the optional extra [local] is not installed
         pass
     else:
-        add_serve_parser(subparsers)
+        serve = add_serve_parser(subparsers)
+        serve.set_defaults(handler=lambda args: args.func(args), command="serve")
     return parser
 
 
-def _add_complete(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "complete",
-        help="run a prompt over every row of a file and write the answers (Parquet out)",
-        description="Run one chat completion per row of IN (Parquet, CSV or JSONL) through "
-        "the Batch API, wait, and write IN's columns plus the result columns to OUT (Parquet).",
-        epilog=_COMPLETE_EXAMPLE,
+def _command(subparsers: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"example:\n{_EXAMPLES[name]}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
-    p.add_argument("output", type=Path, help="output Parquet file")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
+    return p
+
+
+def _add_request_options(p: argparse.ArgumentParser) -> None:
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", help="a template over column names, e.g. 'Summarise: {text}'")
     prompt.add_argument("--prompt-column", help="a column holding the whole prompt")
@@ -100,65 +131,279 @@ def _add_complete(subparsers: Any) -> None:
         metavar="KEY=JSON",
         help="any other request parameter, e.g. --param seed=7 (repeatable)",
     )
-    p.add_argument("--local", action="store_true", help="use the embedded local batch server")
-    p.add_argument("--base-url", help="the Batch API base URL (default: NETMIND_BASE_URL)")
-    p.add_argument("--provider", choices=["netmind", "openai"], help="override auto-detection")
     p.add_argument("--prefix", default="", help="put before every result column name")
-    p.add_argument("--poll-interval", type=float, default=30.0, help="longest wait between polls")
-    p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+    p.add_argument(
+        "--max-requests", type=_positive, default=MAX_REQUESTS, help="requests per batch"
+    )
+    p.add_argument(
+        "--max-bytes", type=_positive, help="bytes per batch file (default: the provider's)"
+    )
     p.add_argument(
         "--retries", type=int, default=2, help="rounds of re-sending retryable failed rows"
     )
     p.add_argument(
         "--resubmit", action="store_true", help="new batches even if identical ones exist"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_connection_options(p: argparse.ArgumentParser, *, local: bool) -> None:
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="use an embedded local batch server" if local else argparse.SUPPRESS,
+    )
+    p.add_argument("--base-url", help="the Batch API base URL (default: NETMIND_BASE_URL)")
+    p.add_argument("--provider", choices=["netmind", "openai"], help="override auto-detection")
+
+
+def _add_wait_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--poll-interval", type=float, default=30.0, help="longest wait between polls")
+    p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+    p.add_argument(
+        "--max-concurrent-batches",
+        type=_positive,
+        default=MAX_CONCURRENT_BATCHES,
+        help=f"batches running at once (default {MAX_CONCURRENT_BATCHES})",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "--timings", action="store_true", help="print the seconds spent per phase (stderr, JSON)"
+    )
+
+
+def _add_complete(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "complete",
+        "run a prompt over every row of a file and write the answers (Parquet out)",
+        "Run one chat completion per row of IN (Parquet, CSV or JSONL) through the Batch "
+        "API, wait, and write IN's columns, in order, plus the result columns to OUT "
+        "(Parquet). Parquet is streamed: memory does not grow with the file.\n\n" + _LOCAL_NOTE,
+    )
+    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
+    p.add_argument("output", type=Path, help="output Parquet file")
+    _add_request_options(p)
+    _add_connection_options(p, local=True)
+    _add_wait_options(p)
     p.set_defaults(handler=_run_complete, command="complete")
 
 
+def _add_submit(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "submit",
+        "submit the requests of a file, print the job id and return",
+        "Build and submit the requests of IN (the first --max-concurrent-batches shards; "
+        "`wait` or `result` submits the rest as slots free up), print the job id and "
+        "return. The journal remembers the options and IN's path.\n\n" + _LOCAL_NOTE,
+    )
+    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
+    _add_request_options(p)
+    _add_connection_options(p, local=False)
+    p.add_argument(
+        "--max-concurrent-batches",
+        type=_positive,
+        default=MAX_CONCURRENT_BATCHES,
+        help=f"batches running at once (default {MAX_CONCURRENT_BATCHES})",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the job id")
+    p.set_defaults(handler=_run_submit, command="submit")
+
+
+def _add_job_commands(subparsers: Any) -> None:
+    status = _command(
+        subparsers,
+        "status",
+        "show a job's status, shard by shard",
+        "Print the status of each shard's batch of JOB (from the journal and the server).",
+    )
+    wait = _command(
+        subparsers,
+        "wait",
+        "wait until a job's batches are done (submitting shards still waiting)",
+        "Poll JOB until every batch is terminal, submitting shards that wait for a slot. "
+        "Needs the input file (the journal's, or --input).",
+    )
+    result = _command(
+        subparsers,
+        "result",
+        "wait for a job, then write its input plus the result columns to OUT",
+        "Wait for JOB (retrying failed rows), then write the input's columns plus the "
+        "result columns to OUT (Parquet). Needs the input file (the journal's, or --input).",
+    )
+    cancel = _command(
+        subparsers,
+        "cancel",
+        "cancel a job's running batches and submit no more",
+        "Cancel every running batch of JOB and mark it so no more shards are submitted. "
+        "`result` then gives finished rows their answers and the rest status cancelled.",
+    )
+    for p in (status, wait, result, cancel):
+        p.add_argument("job", help="the job id (job-...) that submit printed")
+    result.add_argument("output", type=Path, help="output Parquet file")
+    for p in (wait, result):
+        p.add_argument("--input", type=Path, help="the input file (default: the journal's)")
+        _add_wait_options(p)
+    for p in (status, wait, result, cancel):
+        _add_connection_options(p, local=False)
+    status.set_defaults(handler=_run_status, command="status")
+    wait.set_defaults(handler=_run_wait, command="wait")
+    result.set_defaults(handler=_run_result, command="result")
+    cancel.set_defaults(handler=_run_cancel, command="cancel")
+
+
+def _add_list(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "list",
+        "list the recent jobs of this machine's journal",
+        "List the newest jobs in the journal (NETMIND_FRAMES_HOME): id, when, rows, shards, "
+        "input file. No network.",
+    )
+    p.add_argument("--limit", type=_positive, default=20, help="how many jobs (default 20)")
+    p.set_defaults(handler=_run_list, command="list")
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
 def _run_complete(args: argparse.Namespace) -> int:
-    frame = read_table(args.input)
+    _timing.reset()
+    job = submit_file(args.input, args.prompt, **_submit_kwargs(args))
+    if not args.quiet:
+        print(f"job {job.id}: {job.n_rows} rows in {job.n_shards} shard(s)", file=sys.stderr)
+    counts = job.to_parquet(args.output, timeout=args.timeout)
+    return _finish(args, counts)
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    if args.local:
+        raise UsageError(_LOCAL_NOTE)
+    job = submit_file(args.input, args.prompt, **_submit_kwargs(args))
+    print(job.id)
+    if not args.quiet:
+        print(
+            f"{job.n_rows} rows in {job.n_shards} shard(s), {len(job.batch_ids)} submitted; "
+            f"next: netmind-frames result {job.id} OUT.parquet",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    record, states = job_shards(args.job, **_connection(args))
+    when = datetime.fromtimestamp(record.created_at).isoformat(timespec="seconds")
+    print(f"job {record.job_id}  submitted {when}  {record.n_rows} rows  input {record.input}")
+    for s in states:
+        counts = f"{s.completed} ok, {s.failed} failed of {s.total}" if s.batch_id else ""
+        print(f"  shard {s.index + 1:>4}  {s.batch_id or '-':<40} {s.status:<12} {counts}")
+    return EXIT_OK
+
+
+def _run_wait(args: argparse.Namespace) -> int:
+    _timing.reset()
+    job = _attach(args)
+    job.wait(timeout=args.timeout)
+    if not args.quiet:
+        print(f"job {job.id}: {job.status}", file=sys.stderr)
+    _print_timings(args)
+    return EXIT_OK
+
+
+def _run_result(args: argparse.Namespace) -> int:
+    _timing.reset()
+    job = _attach(args)
+    return _finish(args, job.to_parquet(args.output, timeout=args.timeout))
+
+
+def _run_cancel(args: argparse.Namespace) -> int:
+    states = cancel_job(args.job, **_connection(args))
+    statuses = ", ".join(f"{s.status}" for s in states)
+    print(f"job {args.job}: cancelled ({statuses})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from ._config import resolve_home
+    from ._journal import Journal
+
+    jobs = Journal(resolve_home()).recent_jobs(args.limit)
+    for job in jobs:
+        when = datetime.fromtimestamp(job.created_at).isoformat(timespec="seconds")
+        flags = " cancelled" if job.cancelled else ""
+        flags += " local" if job.local else ""
+        print(
+            f"{job.job_id}  {when}  {job.n_rows:>9} rows  {len(job.shard_keys):>4} shards  "
+            f"{job.input or '(in-memory frame)'}{flags}"
+        )
+    if not jobs:
+        print("no jobs in the journal yet", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     params = _parse_params(args.param)
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
     if args.temperature is not None:
         params["temperature"] = args.temperature
-    out = batch_complete(
-        frame,
-        args.prompt,
-        model=args.model,
-        prompt_column=args.prompt_column,
-        system=args.system,
-        prefix=args.prefix,
-        base_url=args.base_url,
-        provider=args.provider,
-        local=args.local,
-        poll_interval=args.poll_interval,
-        timeout=args.timeout,
-        progress=not args.quiet,
-        retries=args.retries,
-        resubmit=args.resubmit,
+    wait = {"poll_interval": getattr(args, "poll_interval", 30.0)}
+    return {
+        "model": args.model,
+        "prompt_column": args.prompt_column,
+        "system": args.system,
+        "prefix": args.prefix,
+        "max_requests": args.max_requests,
+        "max_bytes": args.max_bytes,
+        "retries": args.retries,
+        "resubmit": args.resubmit,
+        "max_concurrent_batches": args.max_concurrent_batches,
+        "progress": not args.quiet,
+        "local": args.local,
+        **wait,
+        **_connection(args),
         **params,
+    }
+
+
+def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    if args.local and args.command != "complete":
+        raise UsageError(_LOCAL_NOTE)
+    return {"base_url": args.base_url, "provider": args.provider}
+
+
+def _attach(args: argparse.Namespace) -> BatchJob:
+    connection = _connection(args)
+    job_record(args.job)  # a clear error for an unknown id, before anything else
+    return attach(
+        args.job,
+        input=args.input,
+        poll_interval=args.poll_interval,
+        progress=not args.quiet,
+        max_concurrent_batches=args.max_concurrent_batches,
+        **connection,
     )
-    out.to_parquet(args.output)
-    status = out[f"{args.prefix}status"]
-    failed = int((status != "ok").sum())
+
+
+def _finish(args: argparse.Namespace, counts: Mapping[str, int]) -> int:
+    total = sum(counts.values())
+    ok = counts.get("ok", 0)
     if not args.quiet:
-        print(f"{len(out) - failed} of {len(out)} rows ok; wrote {args.output}", file=sys.stderr)
-    return EXIT_ROWS_FAILED if failed else EXIT_OK
+        others = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "ok")
+        print(
+            f"{ok} of {total} rows ok{f' ({others})' if others else ''}; wrote {args.output}",
+            file=sys.stderr,
+        )
+    _print_timings(args)
+    return EXIT_OK if ok == total else EXIT_ROWS_FAILED
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a Parquet, CSV or JSONL file, chosen by its extension."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype=str)  # as text: "0001" stays "0001"
-    if suffix in (".jsonl", ".ndjson"):
-        # dtype=False: never turn "0001" into 1.
-        return pd.read_json(path, lines=True, dtype=False)
-    raise NetmindFramesError(f"{path}: unknown input format {suffix!r} (.parquet, .csv, .jsonl)")
+def _print_timings(args: argparse.Namespace) -> None:
+    if getattr(args, "timings", False):
+        print(f"timings {json.dumps(_timing.totals())}", file=sys.stderr)
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -166,12 +411,23 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise NetmindFramesError(f"--param takes KEY=JSON, got {pair!r}")
+            raise UsageError(f"--param takes KEY=JSON, got {pair!r}")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value  # a bare word is a string: --param stop=END
     return params
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number >= 1")
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

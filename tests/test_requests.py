@@ -413,7 +413,7 @@ def test_bad_prompts_name_the_row(values, kwargs, message):
         pytest.param([{"role": "robot", "content": "x"}], r"row 1 .*role 'robot'", id="role"),
         pytest.param([{"content": "x"}], r"row 1 .*role None", id="no-role"),
         pytest.param([{"role": "user", "content": 3}], r"row 1 .*content is a int", id="content"),
-        pytest.param([{"role": "user"}], r"row 1 .*content is a NoneType", id="no-content"),
+        pytest.param([{"role": "user"}], r"row 1 .*has no content", id="no-content"),
         pytest.param(
             [{"role": "user", "content": "\ud800"}], r"row 1 .*cannot be encoded", id="surrogate"
         ),
@@ -431,3 +431,197 @@ def test_duplicated_column_names_are_rejected():
     frame = pd.DataFrame([["a", "b"]], columns=["t", "t"])
     with pytest.raises(ColumnError, match="duplicated"):
         build_plan(frame, "{t}", model="m")
+
+
+# -- per-row models and parameters, messages validation (issue 6) ----------------------------
+
+
+def _bodies(plan: RequestPlan) -> dict[str, dict[str, Any]]:
+    return {
+        line["custom_id"]: line["body"]
+        for shard in plan.shards
+        for line in map(json.loads, shard.data.splitlines())
+    }
+
+
+def test_three_models_give_one_shard_each_with_their_rows():
+    frame = pd.DataFrame({"t": list("abcdefg"), "m": ["x", "y", "z", "x", "y", "x", "z"]})
+    plan = build_plan(frame, "{t}", model_column="m")
+    assert [s.model for s in plan.shards] == ["x", "y", "z"]
+    assert [s.positions.tolist() for s in plan.shards] == [[0, 3, 5], [1, 4], [2, 6]]
+    for shard in plan.shards:
+        lines = [json.loads(line) for line in shard.data.splitlines()]
+        assert {line["body"]["model"] for line in lines} == {shard.model}
+        assert [int(line["custom_id"]) for line in lines] == shard.positions.tolist()
+    assert sorted(np.concatenate([s.positions for s in plan.shards])) == list(range(7))
+
+
+def test_model_groups_obey_the_limits_and_a_null_takes_the_default():
+    frame = pd.DataFrame({"t": list("abcde"), "m": ["x", None, "x", "y", "x"]})
+    plan = build_plan(frame, "{t}", model="d", model_column="m", max_requests=2)
+    assert [(s.model, s.positions.tolist()) for s in plan.shards] == [
+        ("x", [0, 2]), ("x", [4]), ("d", [1]), ("y", [3])
+    ]  # fmt: skip
+
+
+def test_a_single_model_column_is_as_fast_as_model():
+    frame = pd.DataFrame({"t": ["a", "b"], "m": ["x", "x"]})
+    by_column = build_plan(frame, "{t}", model_column="m")
+    assert by_column.shards[0].data == build_plan(frame, "{t}", model="x").shards[0].data
+
+
+@pytest.mark.parametrize(
+    ("models", "kwargs", "error", "message"),
+    [
+        pytest.param(["x", None], {}, RowError, r"row 1 .*null and no default model", id="null"),
+        pytest.param(["x", 3], {}, RowError, r"row 1 .*models must be non-empty", id="number"),
+        pytest.param(["x", ""], {}, RowError, r"row 1 .*models must be non-empty", id="empty"),
+        pytest.param(
+            ["x", "y"], {"model_column": "nope"}, ColumnError, "model column 'nope'", id="missing"
+        ),
+    ],
+)
+def test_bad_model_cells_name_the_row(models, kwargs, error, message):
+    frame = pd.DataFrame({"t": ["a", "b"], "m": pd.Series(models, dtype=object)})
+    with pytest.raises(error, match=message):
+        build_plan(frame, "{t}", **{"model_column": "m", **kwargs})
+
+
+def test_row_params_are_merged_after_the_common_ones():
+    params = [
+        {"temperature": 0.5},
+        None,
+        {"max_tokens": np.int64(3), "stop": np.array(["x", "y"], dtype=object)},
+        {"seed": None, "top_p": 0.9},
+    ]
+    frame = pd.DataFrame({"t": list("abcd"), "p": params})
+    plan = build_plan(frame, "{t}", model="m", params={"max_tokens": 9}, params_column="p")
+    bodies = _bodies(plan)
+    common = {"model": "m"}
+    assert bodies["0"] == {**common, "messages": bodies["0"]["messages"], "max_tokens": 9,
+                           "temperature": 0.5}  # fmt: skip
+    assert {k: v for k, v in bodies["1"].items() if k != "messages"} == {**common, "max_tokens": 9}
+    assert bodies["2"]["max_tokens"] == 3 and bodies["2"]["stop"] == ["x", "y"]
+    assert "seed" not in bodies["3"] and bodies["3"]["top_p"] == 0.9
+
+
+def test_row_params_from_a_parquet_struct_column(tmp_path):
+    frame = pd.DataFrame({"t": ["a", "b"], "p": [{"temperature": 0.1, "seed": 1},
+                                                 {"temperature": 0.2, "seed": None}]})  # fmt: skip
+    frame.to_parquet(tmp_path / "f.parquet")
+    back = pd.read_parquet(tmp_path / "f.parquet")
+    bodies = _bodies(build_plan(back, "{t}", model="m", params_column="p"))
+    assert bodies["0"]["seed"] == 1 and "seed" not in bodies["1"]
+    assert bodies["1"]["temperature"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        pytest.param([1], r"row 1 .*holds a list; per-row parameters must be a dict", id="list"),
+        pytest.param({"model": "other"}, r"row 1 .*sets 'model'", id="model"),
+        pytest.param({"messages": []}, r"row 1 .*sets 'messages'", id="messages"),
+        pytest.param({1: 2}, r"row 1 .*non-string key", id="key"),
+        pytest.param({"x": object()}, r"row 1 .*cannot be encoded as JSON", id="not-json"),
+    ],
+)
+def test_bad_row_params_name_the_row(cell, message):
+    frame = pd.DataFrame({"t": ["a", "b"], "p": [None, cell]})
+    with pytest.raises(RowError, match=message):
+        build_plan(frame, "{t}", model="m", params_column="p")
+
+
+TOOL_CALL = {"id": "call_1", "type": "function",
+             "function": {"name": "f", "arguments": "{}"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hi"},
+                        {"type": "image_url", "image_url": {"url": "data:,"}},
+                    ],
+                }
+            ],
+            id="content-parts",
+        ),
+        pytest.param(
+            [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+                {"role": "user", "content": "thanks", "name": "ann"},
+            ],
+            id="tool-round-trip",
+        ),
+        pytest.param(
+            [{"role": "assistant", "tool_calls": [TOOL_CALL]}, {"role": "user", "content": ""}],
+            id="assistant-without-content",
+        ),
+    ],
+)
+def test_valid_multi_turn_messages_are_sent_as_they_are(messages):
+    frame = pd.DataFrame({"m": [messages]})
+    (body,) = _bodies(build_plan(frame, messages_column="m", model="x")).values()
+    assert body["messages"] == messages
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        pytest.param(
+            [{"role": "tool", "content": "x"}], "needs a string tool_call_id", id="tool-without-id"
+        ),
+        pytest.param(
+            [{"role": "assistant", "content": None}], "has no content", id="assistant-null"
+        ),
+        pytest.param(
+            [{"role": "user", "content": "x", "tool_calls": [TOOL_CALL]}],
+            "only assistant messages may",
+            id="user-tool-calls",
+        ),
+        pytest.param(
+            [{"role": "assistant", "tool_calls": [{"type": "function"}]}],
+            "tool_calls must be a list of dicts",
+            id="bad-tool-call",
+        ),
+        pytest.param([{"role": "user", "content": []}], "empty list of parts", id="no-parts"),
+        pytest.param(
+            [{"role": "user", "content": [{"text": "x"}]}],
+            "part 0 is not a dict",
+            id="part-without-type",
+        ),
+        pytest.param(
+            [{"role": "user", "content": [{"type": "text"}]}],
+            "without a string 'text'",
+            id="text-part-without-text",
+        ),
+        pytest.param(
+            [{"role": "user", "content": "x", "name": 3}], "name must be a string", id="name"
+        ),
+    ],
+)
+def test_bad_multi_turn_messages_name_the_row_and_message(cell, message):
+    frame = pd.DataFrame({"m": pd.Series([[{"role": "user", "content": "ok"}], cell])})
+    with pytest.raises(RowError, match=rf"row 1 .*message 0 .*{message}"):
+        build_plan(frame, messages_column="m", model="x")
+
+
+def test_messages_with_tool_calls_from_parquet(tmp_path):
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"}]  # fmt: skip
+    pd.DataFrame({"m": [messages]}).to_parquet(tmp_path / "m.parquet")
+    back = pd.read_parquet(tmp_path / "m.parquet")
+    (body,) = _bodies(build_plan(back, messages_column="m", model="x")).values()
+    assert body["messages"] == messages
+
+
+def test_columns_used_lists_the_per_row_columns():
+    from netmind_frames._requests import columns_used
+
+    assert columns_used("{a}{b}", model_column="m", params_column="p") == ["a", "b", "m", "p"]

@@ -234,7 +234,7 @@ def test_validation_failures(oai: openai.OpenAI, data: bytes, code: str, line: i
         pytest.param({"completion_window": "1h"}, "completion_window", id="window-1h"),
         pytest.param({"input_file_id": "file-" + "0" * 24}, "input_file_id", id="unknown-file"),
         pytest.param({"input_file_id": "../../etc/passwd"}, "input_file_id", id="traversal-file"),
-        pytest.param({"endpoint": "/v1/embeddings"}, "endpoint", id="unsupported-endpoint"),
+        pytest.param({"endpoint": "/v1/moderations"}, "endpoint", id="unsupported-endpoint"),
         pytest.param({"metadata": {"k": "v" * 600}}, "metadata", id="metadata-too-long"),
     ],
 )

@@ -111,7 +111,7 @@ def test_client_killed_while_polling_then_rerun_pays_nothing_twice(frame, tmp_pa
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         assert proc.stdout is not None
         job_id = proc.stdout.readline().strip()
-        assert job_id.startswith("batch_")
+        assert job_id.startswith("job-")
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         proc.stdout.close()

@@ -15,15 +15,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._context import ctx
-from ._engine import complete
+from ._context import Context, ctx
+from ._embed import embed_with_input
+from ._engine import complete_with_prompt
 from ._envelope import ApiError, JSONResponse, not_found
 from ._ids import is_batch_id, is_file_id
 from ._objects import int_param, page
+from ._runner import corrupt_seed
 from ._store import StoreError
 
 PREFIXES = ("/v1", "/inference-api/openai/v1")
 ENDPOINT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+ENDPOINTS = (ENDPOINT, EMBEDDINGS)
+
+
+def unsupported(endpoint: str, context: Context) -> str:
+    """The message for an endpoint this server was told not to serve (Netmind's wording)."""
+    served = ", ".join(sorted(context.endpoints)) or "none"
+    return f"The endpoint {endpoint} is not supported yet (coming soon); supported: {served}."
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -83,13 +93,15 @@ async def create_batch(request: Request) -> Response:
     if rec.purpose != "batch":
         raise ApiError(400, "The input file must have purpose 'batch'.", param="input_file_id")
     endpoint = body.get("endpoint")
-    if endpoint != ENDPOINT:
+    if endpoint not in ENDPOINTS:
         raise ApiError(
             400,
-            f"Invalid 'endpoint': the local server supports only {ENDPOINT}.",
+            f"Invalid 'endpoint': the local server supports only {' and '.join(ENDPOINTS)}.",
             param="endpoint",
             code="invalid_value",
         )
+    if endpoint not in c.endpoints:
+        raise ApiError(400, unsupported(endpoint, c), param="endpoint", code="invalid_value")
     if body.get("completion_window") != "24h":
         raise ApiError(
             400,
@@ -171,7 +183,19 @@ async def cancel_batch(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     """``POST .../chat/completions``: answered at once by the echo engine."""
-    status, body = complete(await _json_object(request))
+    c = ctx(request)
+    corrupt = corrupt_seed(c.seed, "sync", next(c.sync_calls), c.corrupt_rate)
+    status, body, _ = complete_with_prompt(await _json_object(request), corrupt=corrupt)
+    return JSONResponse(body, status_code=status)
+
+
+async def embeddings(request: Request) -> Response:
+    """``POST .../embeddings``: answered at once by the echo embedding model (404 when the
+    server does not serve ``/v1/embeddings``, as a provider without the endpoint)."""
+    c = ctx(request)
+    if EMBEDDINGS not in c.endpoints:
+        raise ApiError(404, unsupported(EMBEDDINGS, c), code="unknown_url")
+    status, body, _ = embed_with_input(await _json_object(request))
     return JSONResponse(body, status_code=status)
 
 
@@ -184,5 +208,6 @@ routes = [
         Route(f"{prefix}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
         Route(f"{prefix}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
         Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]),
+        Route(f"{prefix}/embeddings", embeddings, methods=["POST"]),
     )
 ]

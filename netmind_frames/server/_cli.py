@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ._server import DEFAULT_MAX_BODY_BYTES, LocalBatchServer
+from ._server import DEFAULT_MAX_BODY_BYTES, ENDPOINTS, LocalBatchServer
 
 SERVE_SECONDS_PER_REQUEST = 0.003
 
@@ -37,6 +37,15 @@ def _non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
+
+
+def _endpoints(text: str) -> tuple[str, ...]:
+    names = tuple(e.strip() for e in text.split(",") if e.strip())
+    if not names or set(names) - set(ENDPOINTS):
+        raise argparse.ArgumentTypeError(
+            f"must be a comma-separated subset of {','.join(ENDPOINTS)}"
+        )
+    return names
 
 
 def _env_name(text: str) -> str:
@@ -99,6 +108,21 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=0.0,
         metavar="F",
         help="fraction of HTTP calls answered 429/500 or dropped (default: 0)",
+    )
+    p.add_argument(
+        "--corrupt-rate",
+        type=_rate,
+        default=0.0,
+        metavar="F",
+        help="fraction of json_schema chat answers replaced by broken JSON (default: 0)",
+    )
+    p.add_argument(
+        "--endpoints",
+        type=_endpoints,
+        default=ENDPOINTS,
+        metavar="LIST",
+        help="batch endpoints served, comma-separated; '/v1/chat/completions' alone "
+        "emulates Netmind's 'embeddings coming soon' (default: both)",
     )
     p.add_argument(
         "--expire-after",
@@ -169,6 +193,8 @@ def run_serve(
         seconds_per_request=args.seconds_per_request,
         fail_rate=args.fail_rate,
         fault_rate=args.fault_rate,
+        corrupt_rate=args.corrupt_rate,
+        endpoints=args.endpoints,
         expire_after=args.expire_after,
         seed=args.seed,
         data_dir=args.data_dir,

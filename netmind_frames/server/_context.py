@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -21,6 +22,12 @@ class Context:
     expire_after: float | None
     seed: int
     shuffle: bool
+    endpoints: frozenset[str] = frozenset({"/v1/chat/completions", "/v1/embeddings"})
+    """The batch endpoints this server accepts (others: 400 at batch create)."""
+    corrupt_rate: float = 0.0
+    """Fraction of json_schema chat answers replaced by broken JSON (see ``_engine``)."""
+    sync_calls: itertools.count[int] = field(default_factory=itertools.count, compare=False)
+    """Numbers the synchronous calls, for their seeded ``corrupt_rate`` draw."""
 
 
 def ctx(request: Request) -> Context:

@@ -13,10 +13,14 @@ Contract (tests of the client rely on it):
   JSON document valid against the schema (see ``_schema``), ``{"type": "json_object"}`` the
   object ``{"answer": <text>}``; neither is cut by ``max_tokens``.
 * A body that is not a valid chat completion request gets status 400 and OpenAI's envelope.
+* ``corrupt`` (the ``corrupt_rate`` knob): a ``json_schema`` answer is replaced by a broken one,
+  chosen by the seed: cut in half (not JSON), wrapped in a Markdown code fence (not JSON), its
+  first property given a value of the wrong type, or its first property removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -143,10 +147,33 @@ def last_user_text(body: Any) -> str | None:
         return None
 
 
-def complete_with_prompt(body: Any) -> tuple[int, dict[str, Any], str | None]:
+CORRUPTIONS = ("truncated", "fenced", "wrong_type", "missing_field")
+
+
+def corrupted(answer: str, seed: str) -> str:
+    """A broken version of a JSON ``answer``: one of :data:`CORRUPTIONS`, chosen by ``seed``."""
+    digest = hashlib.blake2b(seed.encode(), digest_size=8).digest()
+    kind = CORRUPTIONS[int.from_bytes(digest, "big") % len(CORRUPTIONS)]
+    doc = orjson.loads(answer)
+    if kind in ("wrong_type", "missing_field") and isinstance(doc, dict) and doc:
+        first = next(iter(doc))
+        if kind == "missing_field":
+            del doc[first]
+        else:
+            doc[first] = 12345 if isinstance(doc[first], str) else "not the right type"
+        return orjson.dumps(doc).decode()
+    if kind == "fenced":
+        return f"Sure! Here is the JSON:\n```json\n{answer}\n```"
+    return answer[: max(1, len(answer) // 2)]
+
+
+def complete_with_prompt(
+    body: Any, *, corrupt: str | None = None
+) -> tuple[int, dict[str, Any], str | None]:
     """Like :func:`complete`, plus the last ``user`` message text the engine read.
 
-    The text is None when the request was rejected before its messages were read.
+    The text is None when the request was rejected before its messages were read. With
+    ``corrupt`` (a seed), a ``json_schema`` answer is replaced by :func:`corrupted`.
     """
     text: str | None = None
     try:
@@ -155,6 +182,9 @@ def complete_with_prompt(body: Any) -> tuple[int, dict[str, Any], str | None]:
         structured = _structured(body.get("response_format"), text, "\x00".join(texts))
     except InvalidRequest as exc:
         return 400, error_body(str(exc), param=exc.param, code=exc.code), text
+    fmt = body.get("response_format")
+    if corrupt is not None and structured is not None and fmt.get("type") == "json_schema":
+        structured = corrupted(structured, corrupt)
     finish = "stop"
     if structured is not None:
         answer = structured

@@ -54,4 +54,4 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         """Serialise ``content`` with orjson."""
-        return orjson.dumps(content)
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ._embed import embed_with_input
 from ._engine import complete_with_prompt, last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
@@ -57,6 +58,16 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def corrupt_seed(seed: int, scope: str, key: object, rate: float) -> str | None:
+    """The seed of a ``corrupt_rate`` corruption for one answer, or None (keep it intact).
+
+    Batch answers are drawn per (seed, batch, custom_id): a retry in a new batch draws again.
+    """
+    if rate and _unit(seed, "corrupt", scope, key) < rate:
+        return f"{seed}:{scope}:{key}"
+    return None
+
+
 class Runner:
     """Advance the batches of ``store`` in a daemon thread.
 
@@ -80,10 +91,12 @@ class Runner:
         seconds_per_request: float,
         fail_rate: float,
         log: ExecutionLog | None = None,
+        corrupt_rate: float = 0.0,
     ) -> None:
         self.store = store
         self.seconds_per_request = seconds_per_request
         self.fail_rate = fail_rate
+        self.corrupt_rate = corrupt_rate
         self.log = log
         self._jobs: dict[str, _Job] = {}
         self._wake = threading.Event()
@@ -227,7 +240,8 @@ class Runner:
 
     def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
         with self.store.lock:
-            seed = self.store.batch_record(batch_id).seed
+            rec = self.store.batch_record(batch_id)
+            seed, is_embeddings = rec.seed, rec.obj["endpoint"] == "/v1/embeddings"
         out: list[bytes] = []
         err: list[bytes] = []
         prompt = completion = 0
@@ -245,8 +259,11 @@ class Runner:
                     ),
                 )
                 text = last_user_text(req.get("body"))
+            elif is_embeddings:
+                status, body, text = embed_with_input(req.get("body"))
             else:
-                status, body, text = complete_with_prompt(req.get("body"))
+                corrupt = corrupt_seed(seed, batch_id, cid, self.corrupt_rate)
+                status, body, text = complete_with_prompt(req.get("body"), corrupt=corrupt)
             executed.append((batch_id, cid, status, text))
             line = {
                 "id": "batch_req_" + fast_hex(),
@@ -259,9 +276,9 @@ class Runner:
                 "error": None,
             }
             if status == 200:
-                out.append(orjson.dumps(line))
+                out.append(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY))
                 prompt += body["usage"]["prompt_tokens"]
-                completion += body["usage"]["completion_tokens"]
+                completion += body["usage"].get("completion_tokens", 0)
             else:
                 err.append(orjson.dumps(line))
         self.store.record_progress(

@@ -21,6 +21,7 @@ from ._runner import Runner
 from ._store import Store
 
 DEFAULT_MAX_BODY_BYTES = 200 * 1024 * 1024
+ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -59,6 +60,15 @@ class LocalBatchServer:
     record_executions:
         Keep the in-memory log read by :meth:`executions` (default True; ``serve`` turns it
         off, since no one in its process can read it).
+    endpoints:
+        The batch endpoints served: both by default. Leaving ``/v1/embeddings`` out emulates
+        Netmind today ("coming soon"): creating such a batch gets 400 with a message saying
+        the endpoint is not supported yet, and the sync ``POST .../embeddings`` gets 404.
+    corrupt_rate:
+        Fraction of chat answers to ``json_schema`` requests replaced by broken JSON
+        (truncated, fenced in Markdown, a wrong-typed or missing first field); seeded per
+        batch and custom_id in batches (a retry in a new batch draws again), per call number
+        on the sync endpoint.
 
     Test hooks: :meth:`inject_fault` scripts a fault on one exact call, :meth:`executions`
     lists every request the engine ran in batch mode.
@@ -85,10 +95,17 @@ class LocalBatchServer:
         port: int = 0,
         presign_ttl: float = 7200.0,
         record_executions: bool = True,
+        endpoints: tuple[str, ...] | list[str] = ENDPOINTS,
+        corrupt_rate: float = 0.0,
     ) -> None:
         if seconds_per_request < 0:
             raise ValueError("seconds_per_request must be >= 0")
-        for name, rate in (("fail_rate", fail_rate), ("fault_rate", fault_rate)):
+        unknown = sorted(set(endpoints) - set(ENDPOINTS))
+        if isinstance(endpoints, str) or unknown or not endpoints:
+            raise ValueError(f"endpoints must be a non-empty subset of {ENDPOINTS}")
+        self.endpoints = tuple(e for e in ENDPOINTS if e in endpoints)
+        rates = (("fail_rate", fail_rate), ("fault_rate", fault_rate))
+        for name, rate in (*rates, ("corrupt_rate", corrupt_rate)):
             if not 0 <= rate <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if expire_after is not None and expire_after < 0:
@@ -99,6 +116,7 @@ class LocalBatchServer:
             raise ValueError("api_key must be a non-empty string or None")
         self.seconds_per_request = float(seconds_per_request)
         self.fail_rate = float(fail_rate)
+        self.corrupt_rate = float(corrupt_rate)
         self.fault_rate = float(fault_rate)
         self.expire_after = expire_after
         self.seed = int(seed)
@@ -199,7 +217,8 @@ class LocalBatchServer:
         """Every request the engine ran in batch mode, in the order it ran.
 
         Each entry is ``{"batch_id", "custom_id", "status_code", "prompt"}``; ``prompt`` is the
-        last ``user`` message text of the request (None when its messages are invalid).
+        last ``user`` message text of the request (None when its messages are invalid; for an
+        embeddings request, its first input).
         ``fail_rate`` rows are listed with status 500; lines that never ran (``batch_expired``,
         ``batch_cancelled``) and synchronous ``chat/completions`` calls are not listed.
 
@@ -232,6 +251,7 @@ class LocalBatchServer:
                 seconds_per_request=self.seconds_per_request,
                 fail_rate=self.fail_rate,
                 log=self._log,
+                corrupt_rate=self.corrupt_rate,
             )
             context = Context(
                 store=store,
@@ -241,6 +261,8 @@ class LocalBatchServer:
                 expire_after=self.expire_after,
                 seed=self.seed,
                 shuffle=self.shuffle,
+                endpoints=frozenset(self.endpoints),
+                corrupt_rate=self.corrupt_rate,
             )
             app = build_app(
                 context,

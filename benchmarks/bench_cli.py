@@ -1,0 +1,126 @@
+"""`netmind-frames complete` end to end against a separate `netmind-frames serve` process.
+
+Generates Parquet files of N rows with ~300-character prompts, starts `netmind-frames serve`
+(immediate engine: ``--seconds-per-request 0``) in its own process, runs `netmind-frames
+complete` as a subprocess against it, and prints the client's wall time split by phase (from
+``--timings``), rows/s and the client's peak RSS (``ru_maxrss`` of the finished child).
+
+    python benchmarks/bench_cli.py [--rows 1000000 5000000] [--chars 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def make_input(path: Path, rows: int, chars: int) -> None:
+    """A Parquet file of ``rows`` rows: an id and a ~``chars``-character review, in pieces."""
+    filler = ("lorem ipsum dolor sit amet " * (chars // 27 + 1))[: chars - 12]
+    with pq.ParquetWriter(path, pa.schema([("id", pa.int64()), ("review", pa.string())])) as w:
+        for start in range(0, rows, 250_000):
+            ids = np.arange(start, min(start + 250_000, rows), dtype=np.int64)
+            text = [f"row {i:>7} {filler}" for i in ids.tolist()]
+            w.write_table(pa.table({"id": ids, "review": text}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+def exe() -> list[str]:
+    script = Path(sys.executable).parent / "netmind-frames"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "netmind_frames.cli"]
+
+
+def run_one(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object]:
+    source = tmp / f"in-{rows}.parquet"
+    make_input(source, rows, chars)
+    out = tmp / f"out-{rows}.parquet"
+    home = tmp / f"home-{rows}"
+    env = os.environ | {"NETMIND_API_KEY": "bench", "NETMIND_FRAMES_HOME": str(home)}
+    argv = [*exe(), "complete", str(source), str(out), "--prompt", "Review: {review}"]
+    argv += ["--model", "m", "--max-tokens", "16", "--base-url", base_url]
+    argv += ["--poll-interval", "1", "--quiet", "--timings"]
+    start = time.perf_counter()
+    # A fresh child per run: ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so
+    # each run is measured by a wrapper process that reports its own child's peak.
+    wrapper = (
+        "import resource, subprocess, sys;"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "sys.stderr.write(p.stderr);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
+        "sys.exit(p.returncode)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, env=env
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"complete failed ({proc.returncode}):\n{proc.stderr}")
+    match = re.search(r"^timings (.*)$", proc.stderr, re.M)
+    phases = json.loads(match.group(1)) if match else {}
+    assert pq.ParquetFile(out).metadata.num_rows == rows
+    return {
+        "rows": rows,
+        "wall_s": round(wall, 1),
+        "rows_per_s": round(rows / wall),
+        "peak_rss_mib": round(int(proc.stdout.strip()) / 1024),
+        "phases_s": phases,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--chars", type=int, default=300)
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench_cli-") as name:
+        tmp = Path(name)
+        env = os.environ | {"BENCH_KEY": "bench"}
+        serve = subprocess.Popen(
+            [*exe(), "serve", "--port", str(port), "--seconds-per-request", "0",
+             "--data-dir", str(tmp / "server"), "--api-key-env", "BENCH_KEY"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        try:
+            wait_for_port(port)
+            base_url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
+            results = [run_one(rows, args.chars, tmp, base_url) for rows in args.rows]
+        finally:
+            serve.terminate()
+            serve.wait(30)
+    for result in results:
+        print(json.dumps(result))
+    if len(results) >= 2:
+        ratio = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]  # type: ignore[operator]
+        print(f"peak RSS ratio {results[-1]['rows']} / {results[0]['rows']} rows: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

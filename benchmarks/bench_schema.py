@@ -1,0 +1,112 @@
+"""Structured-output parsing rows/s: 100k JSON answers -> validated, typed columns.
+
+Times ``parse_structured`` on answers of a flat review schema (enum, number, integer,
+boolean, array of strings, optional string), with 2% invalid answers, for a JSON Schema dict
+and (if pydantic is installed) for the equivalent pydantic model, and prints the peak RSS.
+
+    python benchmarks/bench_schema.py --rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from netmind_frames._schema import output_schema, parse_structured
+
+SCHEMA: dict[str, Any] = {
+    "title": "Review",
+    "type": "object",
+    "properties": {
+        "sentiment": {"type": "string", "enum": ["positive", "negative", "neutral"]},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+        "spam": {"type": "boolean"},
+        "topics": {"type": "array", "items": {"type": "string"}},
+        "summary": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+    },
+    "required": ["sentiment", "confidence", "stars", "spam", "topics"],
+    "additionalProperties": False,
+}
+
+
+def make_answers(rows: int, seed: int = 0) -> pa.Array:
+    rng = np.random.default_rng(seed)
+    labels = ["positive", "negative", "neutral"]
+    out = []
+    for i in range(rows):
+        doc = {
+            "sentiment": labels[i % 3],
+            "confidence": float(rng.random()),
+            "stars": int(rng.integers(1, 6)),
+            "spam": bool(i % 7 == 0),
+            "topics": ["battery", "price"][: i % 3],
+            "summary": None if i % 4 else "short summary of the review text",
+        }
+        if i % 50 == 0:
+            doc["confidence"] = "high"  # 2% fail validation
+        out.append(orjson.dumps(doc).decode())
+    return pa.array(out, pa.large_string())
+
+
+def pydantic_model() -> Any:
+    try:
+        import pydantic
+    except ImportError:
+        return None
+    from typing import Literal
+
+    class Review(pydantic.BaseModel):
+        sentiment: Literal["positive", "negative", "neutral"]
+        confidence: float = pydantic.Field(ge=0, le=1)
+        stars: int = pydantic.Field(ge=1, le=5)
+        spam: bool
+        topics: list[str]
+        summary: str | None = None
+
+    return Review
+
+
+def peak_rss_mib() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def best_of(runs: int, answers: pa.Array, status: pa.Array, schema: Any) -> float:
+    spec = output_schema(schema)
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        parsed = parse_structured(answers, status, spec)
+        best = min(best, time.perf_counter() - start)
+    assert int(parsed.invalid.sum()) == (len(answers) + 49) // 50
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    answers = make_answers(args.rows)
+    status = pa.array(["ok"] * args.rows, pa.large_string())
+    cases = [("JSON Schema dict", SCHEMA), ("pydantic model", pydantic_model())]
+    for label, schema in cases:
+        if schema is None:
+            print(f"{label}: skipped (pydantic is not installed)")
+            continue
+        seconds = best_of(args.runs, answers, status, schema)
+        print(f"{label:>17}: {args.rows:,} answers in {seconds:.3f} s = "
+              f"{args.rows / seconds:,.0f} rows/s")  # fmt: skip
+    print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
