@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _accessor  # noqa: F401  (registers df.netmind)
-from ._api import attach, batch_complete, submit, to_jsonl
+from ._api import attach, batch_complete, batch_embed, submit, to_jsonl
 from ._errors import (
     BatchFailedError,
     ColumnError,
@@ -44,6 +44,7 @@ __all__ = [
     "__version__",
     "attach",
     "batch_complete",
+    "batch_embed",
     "submit",
     "to_jsonl",
 ]

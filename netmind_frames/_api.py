@@ -21,12 +21,14 @@ from ._config import (
     resolve_settings,
 )
 from ._connection import Connection, connect
+from ._embeddings import check_embedding_columns
 from ._errors import ConfigurationError, InputError
 from ._job import BatchJob
 from ._journal import JobRecord, Journal
 from ._options import JobOptions
-from ._requests import build_plan, check_custom_ids
+from ._requests import EMBEDDINGS_ENDPOINT, build_plan, check_custom_ids
 from ._results import check_result_columns
+from ._schema import output_schema, response_format_for
 from ._source import FileSource, FrameSource, Source
 from ._submit import FINGERPRINT_KEY
 
@@ -40,11 +42,14 @@ def batch_complete(
     frame: pd.DataFrame,
     prompt: str | None = None,
     *,
-    model: str,
+    model: str | None = None,
     prompt_column: str | None = None,
     messages_column: str | None = None,
     system: str | None = None,
     custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
+    schema: Any = None,
     prefix: str = "",
     api_key: str | None = None,
     base_url: str | None = None,
@@ -122,6 +127,9 @@ def batch_complete(
         messages_column=messages_column,
         system=system,
         custom_id_column=custom_id_column,
+        model_column=model_column,
+        params_column=params_column,
+        schema=schema,
         prefix=prefix,
         api_key=api_key,
         base_url=base_url,
@@ -146,11 +154,14 @@ def submit(
     frame: pd.DataFrame,
     prompt: str | None = None,
     *,
-    model: str,
+    model: str | None = None,
     prompt_column: str | None = None,
     messages_column: str | None = None,
     system: str | None = None,
     custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
+    schema: Any = None,
     prefix: str = "",
     api_key: str | None = None,
     base_url: str | None = None,
@@ -186,6 +197,9 @@ def submit(
         messages_column=messages_column,
         system=system,
         custom_id_column=custom_id_column,
+        model_column=model_column,
+        params_column=params_column,
+        schema=schema,
         prefix=prefix,
         api_key=api_key,
         base_url=base_url,
@@ -205,6 +219,83 @@ def submit(
     )
 
 
+def batch_embed(
+    frame: pd.DataFrame,
+    column: str,
+    *,
+    model: str | None = None,
+    model_column: str | None = None,
+    custom_id_column: str | None = None,
+    params_column: str | None = None,
+    prefix: str = "",
+    api_key: str | None = None,
+    base_url: str | None = None,
+    client: openai.OpenAI | None = None,
+    provider: str | None = None,
+    local: bool = False,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int | None = None,
+    completion_window: str = "24h",
+    metadata: Mapping[str, str] | None = None,
+    poll_interval: float = 30.0,
+    timeout: float | None = None,
+    progress: bool = True,
+    retries: int = 2,
+    resubmit: bool = False,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    **params: Any,
+) -> pd.DataFrame:
+    """Embed the text of every row through ``/v1/embeddings`` batches.
+
+    Returns a new frame: the input's rows, index and order, plus ``embedding`` (a float32
+    NumPy array per row, ``None`` where missing; ``np.stack(out["embedding"])`` is the
+    matrix), ``prompt_tokens``, ``error_code``, ``error_message`` and ``status``. The
+    connection, limits, retries and exactly-once guarantees are those of
+    :func:`batch_complete`; ``**params`` (e.g. ``dimensions``) go into every request.
+
+    Netmind lists batch embeddings as "coming soon": a provider that rejects the endpoint
+    raises :class:`InputError` saying so, before any batch runs.
+
+    Example:
+        >>> out = batch_embed(df, "text", model="BAAI/bge-m3", local=True)
+        >>> matrix = np.stack(out["embedding"])
+    """
+    try:
+        job = _submit_source(
+            FrameSource(frame),
+            None,
+            embed_column=column,
+            model=model,
+            model_column=model_column,
+            custom_id_column=custom_id_column,
+            params_column=params_column,
+            prefix=prefix,
+            api_key=api_key,
+            base_url=base_url,
+            client=client,
+            provider=provider,
+            local=local,
+            max_requests=max_requests,
+            max_bytes=max_bytes,
+            completion_window=completion_window,
+            metadata=metadata,
+            poll_interval=poll_interval,
+            progress=progress,
+            retries=retries,
+            resubmit=resubmit,
+            max_concurrent_batches=max_concurrent_batches,
+            **params,
+        )
+    except openai.BadRequestError as exc:
+        if EMBEDDINGS_ENDPOINT not in str(exc):
+            raise
+        raise InputError(
+            f"This provider does not accept {EMBEDDINGS_ENDPOINT} batches (Netmind lists "
+            f"batch embeddings as coming soon). The server said: {exc}"
+        ) from exc
+    return job.result(timeout=timeout)
+
+
 def submit_file(path: str | Path, prompt: str | None = None, **kwargs: Any) -> BatchJob:
     """Like :func:`submit`, for a Parquet, CSV or JSONL file streamed chunk by chunk.
 
@@ -218,11 +309,14 @@ def _submit_source(
     source: Source,
     prompt: str | None = None,
     *,
-    model: str,
+    model: str | None = None,
     prompt_column: str | None = None,
     messages_column: str | None = None,
     system: str | None = None,
     custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
+    schema: Any = None,
     prefix: str = "",
     api_key: str | None = None,
     base_url: str | None = None,
@@ -239,6 +333,7 @@ def _submit_source(
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     chunk_rows: int | None = None,
+    embed_column: str | None = None,
     **params: Any,
 ) -> BatchJob:
     _check_completion_window(completion_window)
@@ -249,9 +344,15 @@ def _submit_source(
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
-    check_result_columns(pd.DataFrame(columns=source.columns), prefix)
     if source.n_rows == 0:
         raise InputError("the input is empty: there is nothing to send")
+    _check_model(model, model_column)
+    params, schema_json, schema_model = _with_schema(schema, params)
+    fields = () if schema_json is None else output_schema(schema_model or schema_json).columns
+    if embed_column is None:
+        check_result_columns(pd.DataFrame(columns=source.columns), prefix, fields)
+    else:
+        check_embedding_columns(pd.DataFrame(columns=source.columns), prefix)
     options = JobOptions(
         model=model,
         max_bytes=max_bytes or settings.max_bytes,
@@ -260,13 +361,18 @@ def _submit_source(
         messages_column=messages_column,
         system=system,
         custom_id_column=custom_id_column,
+        model_column=model_column,
+        params_column=params_column,
+        schema=schema_json,
+        schema_model=schema_model,
         max_requests=max_requests,
-        params=dict(params),
+        params=params,
         prefix=prefix,
         completion_window=completion_window,
         metadata=_check_metadata(metadata),
         retries=retries,
         chunk_rows=chunk_rows,
+        embed_column=embed_column,
     )
     if custom_id_column is not None and isinstance(source, FrameSource):
         # Ids are checked per chunk while building; a duplicate across chunks only here.
@@ -426,11 +532,14 @@ def to_jsonl(
     path: str | Path | None = None,
     prompt: str | None = None,
     *,
-    model: str,
+    model: str | None = None,
     prompt_column: str | None = None,
     messages_column: str | None = None,
     system: str | None = None,
     custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
+    schema: Any = None,
     provider: str = "netmind",
     max_requests: int = MAX_REQUESTS,
     max_bytes: int | None = None,
@@ -446,6 +555,8 @@ def to_jsonl(
     """
     if provider not in MAX_BYTES:
         raise InputError(f"provider must be 'netmind' or 'openai', not {provider!r}.")
+    _check_model(model, model_column)
+    params, _, _ = _with_schema(schema, params)
     plan = build_plan(
         frame,
         prompt,
@@ -454,6 +565,8 @@ def to_jsonl(
         messages_column=messages_column,
         system=system,
         custom_id_column=custom_id_column,
+        model_column=model_column,
+        params_column=params_column,
         max_requests=max_requests,
         max_bytes=max_bytes or MAX_BYTES[provider],
         params=params,
@@ -494,6 +607,26 @@ def _split_job_id(job_id_or_batch_ids: str | Sequence[str]) -> list[str]:
     if not ids:
         raise InputError("attach needs a job id or at least one batch id.")
     return ids
+
+
+def _check_model(model: str | None, model_column: str | None) -> None:
+    if model is None and model_column is None:
+        raise InputError("pass model= (every row's model) or model_column= (one per row).")
+
+
+def _with_schema(
+    schema: Any, params: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None, Any]:
+    """The request parameters with ``response_format`` for ``schema``; the JSON Schema the
+    answers are checked against (kept in the journal); the pydantic model, if one was given.
+    """
+    if schema is None:
+        return dict(params), None, None
+    if "response_format" in params:
+        raise InputError("pass schema= or response_format=, not both.")
+    spec = output_schema(schema)  # raises InputError for a schema it cannot use
+    document = spec.model.model_json_schema() if spec.model is not None else dict(schema)
+    return {**params, "response_format": response_format_for(schema)}, document, spec.model
 
 
 def _check_completion_window(completion_window: str) -> None:

@@ -38,14 +38,17 @@ with warnings.catch_warnings():
 
 from ._config import MAX_CONCURRENT_BATCHES
 from ._connection import Connection
+from ._embeddings import join_embeddings
 from ._errors import BatchFailedError
 from ._journal import Journal
 from ._options import JobOptions
 from ._output import write_joined
 from ._results import join_results
 from ._rounds import TERMINAL_STATUSES, Driver, Round
+from ._schema import OutputSchema
 from ._source import FileSource, FrameSource, Source, chunk_rows_for
 from ._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
+from ._structured import check_answers, typed_arrow, typed_frame
 from ._timing import timed
 
 log = logging.getLogger("netmind_frames")
@@ -64,6 +67,7 @@ RETRYABLE_CODES = frozenset(
         "service_unavailable",
         "overloaded",
         "rate_limit_exceeded",
+        "invalid_output",
         "rate_limit_error",
         "timeout",
         "request_timeout",
@@ -248,7 +252,15 @@ class BatchJob:
             else:
                 tables = [t for _, t in self._source.tables(self._chunk_rows)]
                 frame = pa.concat_tables(tables).to_pandas()
-            out = join_results(frame, results, self._options.prefix)
+            if self._options.embed_column is not None:
+                out = join_embeddings(frame, results, self._options.prefix)
+            else:
+                out = join_results(frame, results, self._options.prefix)
+            spec = self._options.output
+            if spec is not None:
+                typed = typed_frame(results, spec)
+                for name in spec.columns:
+                    out[self._options.prefix + name] = typed[name].array
         out.attrs["netmind_frames"] = {
             "job_id": self.id,
             "batch_ids": list(self.batch_ids),
@@ -262,8 +274,15 @@ class BatchJob:
         """
         self._finish(timeout)
         if isinstance(self._source, FileSource):
+            spec = self._options.output
             counts = write_joined(
-                self._source, self._chunk_rows, self._load, path, self._options.prefix
+                self._source,
+                self._chunk_rows,
+                self._load,
+                path,
+                self._options.prefix,
+                columns=self._options.result_columns,
+                extra_columns=None if spec is None else (lambda t: typed_arrow(t, spec)),
             )
         else:
             out = self.result()
@@ -308,6 +327,10 @@ class BatchJob:
         label: str,
         on_chunk: Callable[[ChunkPlan, pa.Table], None] | None,
     ) -> None:
+        spec = self._options.output
+        if spec is not None and on_chunk is not None:
+            on_chunk = _checking(on_chunk, spec)
+
         try:
             with tqdm(
                 total=rnd.n_requests, unit="req", desc=label, disable=not self._progress
@@ -397,6 +420,18 @@ class BatchJob:
             first_index += len(chunk.shards)
             chunks.append(chunk)
         return tuple(chunks)
+
+
+def _checking(
+    save: Callable[[ChunkPlan, pa.Table], None], spec: OutputSchema
+) -> Callable[[ChunkPlan, pa.Table], None]:
+    """``save``, after structured answers are checked (bad ones become invalid_output rows,
+    before retries are decided)."""
+
+    def check_then_save(chunk: ChunkPlan, table: pa.Table) -> None:
+        save(chunk, check_answers(table, spec))
+
+    return check_then_save
 
 
 def retryable_rows(table: pa.Table) -> np.ndarray:

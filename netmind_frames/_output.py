@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,10 +29,13 @@ def write_joined(
     results_of: Callable[[int], pa.Table],
     path: str | Path,
     prefix: str = "",
+    columns: Sequence[str] = RESULT_COLUMNS,
+    extra_columns: Callable[[pa.Table], dict[str, pa.Array]] | None = None,
 ) -> Counter[str]:
     """Write ``source``'s rows, in order, plus the result columns to ``path``; count statuses.
 
-    ``results_of(chunk number)`` gives the chunk's result table (RESULT_COLUMNS, chunk order).
+    ``results_of(chunk number)`` gives the chunk's result table (RESULT_COLUMNS, chunk order);
+    ``extra_columns(results)``, when given, adds more columns after them (structured outputs).
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -47,8 +50,11 @@ def write_joined(
                         f"{source.path.name} changed since the job was submitted: chunk "
                         f"{number} has {table.num_rows} rows, the results {results.num_rows}"
                     )
-                for name in RESULT_COLUMNS:
+                for name in columns:
                     table = table.append_column(prefix + name, results.column(name))
+                extra = {} if extra_columns is None else extra_columns(results)
+                for name, values in extra.items():
+                    table = table.append_column(prefix + name, values)
                 for item in pc.value_counts(results.column("status")).to_pylist():
                     counts[str(item["values"])] += int(item["counts"])
             with timed("write"):

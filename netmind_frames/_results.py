@@ -184,12 +184,22 @@ def collect_lines(plan: RequestPlan, outcomes: Sequence[ShardOutcome], fmt: Line
     return _assemble(lines, line_of_row, shard_of_row, outcomes, fmt)
 
 
-def check_result_columns(frame: pd.DataFrame, prefix: str = "") -> None:
+def check_result_columns(frame: pd.DataFrame, prefix: str = "", extra: Sequence[str] = ()) -> None:
     """Raise :class:`ColumnError` if a (prefixed) result column already exists in ``frame``.
 
-    Call it before uploading anything, so a collision never costs a batch.
+    ``extra`` names more columns the results will add (a structured output's fields); one
+    that repeats a result column is an error too. Call it before uploading anything, so a
+    collision never costs a batch.
     """
-    clashes = [prefix + name for name in RESULT_COLUMNS if prefix + name in frame.columns]
+    repeated = sorted(set(RESULT_COLUMNS) & set(extra))
+    if repeated:
+        raise ColumnError(
+            f"the schema's field(s) {', '.join(map(repr, repeated))} would collide with the "
+            "result columns of the same name; rename the field(s)",
+            column=repeated[0],
+        )
+    names = (*RESULT_COLUMNS, *extra)
+    clashes = [prefix + name for name in names if prefix + name in frame.columns]
     if clashes:
         raise ColumnError(
             f"the frame already has column(s) {', '.join(map(repr, clashes))}, which the "

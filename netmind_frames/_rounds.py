@@ -22,8 +22,10 @@ import openai
 import pyarrow as pa
 
 from ._connection import Connection
+from ._embeddings import collect_embeddings
 from ._errors import BatchFailedError, JobTimeoutError
 from ._journal import Journal
+from ._requests import EMBEDDINGS_ENDPOINT
 from ._results import ShardOutcome, collect_results
 from ._spool import ChunkPlan, SpooledShard
 from ._submit import shard_key, submit_shard
@@ -268,7 +270,10 @@ class Driver:
             outcomes.append(ShardOutcome(shard.positions, str(batch.status), list(files)))
         try:
             with timed("parse"):
-                table = collect_results(chunk.request_plan(), outcomes)
+                collect = (
+                    collect_embeddings if chunk.endpoint == EMBEDDINGS_ENDPOINT else collect_results
+                )
+                table = collect(chunk.request_plan(), outcomes)
         finally:
             for path in downloads:
                 path.unlink(missing_ok=True)

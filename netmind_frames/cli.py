@@ -39,6 +39,9 @@ _EXAMPLES = {
     "result": "  netmind-frames result job-0123456789abcdef01234567 out.parquet",
     "cancel": "  netmind-frames cancel job-0123456789abcdef01234567",
     "list": "  netmind-frames list --limit 5",
+    "embed": """\
+  netmind-frames embed examples/reviews.parquet vectors.parquet --local \\
+      --column review --model BAAI/bge-m3 --param dimensions=256""",
 }
 
 _LOCAL_NOTE = (
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(command=None)
     subparsers = parser.add_subparsers(title="commands")
     _add_complete(subparsers)
+    _add_embed(subparsers)
     _add_submit(subparsers)
     _add_job_commands(subparsers)
     _add_list(subparsers)
@@ -120,7 +124,17 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", help="a template over column names, e.g. 'Summarise: {text}'")
     prompt.add_argument("--prompt-column", help="a column holding the whole prompt")
-    p.add_argument("--model", required=True, help="the model of every request")
+    p.add_argument("--model", help="the model of every request (or --model-column)")
+    p.add_argument("--model-column", help="a column naming each row's model (one batch per model)")
+    p.add_argument(
+        "--params-column", help="a column of per-row request parameters (a dict per row)"
+    )
+    p.add_argument(
+        "--schema",
+        type=Path,
+        metavar="FILE.json",
+        help="a JSON Schema file: structured answers parsed into one typed column per field",
+    )
     p.add_argument("--system", help="a system message put before every prompt")
     p.add_argument("--max-tokens", type=int, help="max_tokens of every request")
     p.add_argument("--temperature", type=float, help="temperature of every request")
@@ -186,6 +200,46 @@ def _add_complete(subparsers: Any) -> None:
     _add_connection_options(p, local=True)
     _add_wait_options(p)
     p.set_defaults(handler=_run_complete, command="complete")
+
+
+def _add_embed(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "embed",
+        "embed a text column of a file and write the vectors (Parquet out)",
+        "Send one /v1/embeddings request per row of IN (Parquet, CSV or JSONL) through the "
+        "Batch API, wait, and write IN's columns plus embedding, prompt_tokens, error_code, "
+        "error_message and status to OUT (Parquet). Netmind lists batch embeddings as "
+        "coming soon: a provider that rejects the endpoint gives a clear error.\n\n" + _LOCAL_NOTE,
+    )
+    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
+    p.add_argument("output", type=Path, help="output Parquet file")
+    p.add_argument("--column", required=True, help="the column of texts to embed")
+    p.add_argument("--model", help="the embedding model (or --model-column)")
+    p.add_argument("--model-column", help="a column naming each row's model")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any request parameter, e.g. --param dimensions=256 (repeatable)",
+    )
+    p.add_argument("--prefix", default="", help="put before every result column name")
+    p.add_argument(
+        "--max-requests", type=_positive, default=MAX_REQUESTS, help="requests per batch"
+    )
+    p.add_argument(
+        "--max-bytes", type=_positive, help="bytes per batch file (default: the provider's)"
+    )
+    p.add_argument(
+        "--retries", type=int, default=2, help="rounds of re-sending retryable failed rows"
+    )
+    p.add_argument(
+        "--resubmit", action="store_true", help="new batches even if identical ones exist"
+    )
+    _add_connection_options(p, local=True)
+    _add_wait_options(p)
+    p.set_defaults(handler=_run_embed, command="embed")
 
 
 def _add_submit(subparsers: Any) -> None:
@@ -276,6 +330,29 @@ def _run_complete(args: argparse.Namespace) -> int:
     return _finish(args, counts)
 
 
+def _run_embed(args: argparse.Namespace) -> int:
+    _timing.reset()
+    job = submit_file(
+        args.input,
+        embed_column=args.column,
+        model=args.model,
+        model_column=args.model_column,
+        prefix=args.prefix,
+        max_requests=args.max_requests,
+        max_bytes=args.max_bytes,
+        retries=args.retries,
+        resubmit=args.resubmit,
+        max_concurrent_batches=args.max_concurrent_batches,
+        progress=not args.quiet,
+        local=args.local,
+        poll_interval=args.poll_interval,
+        **_connection(args),
+        **_parse_params(args.param),
+    )
+    counts = job.to_parquet(args.output, timeout=args.timeout)
+    return _finish(args, counts)
+
+
 def _run_submit(args: argparse.Namespace) -> int:
     if args.local:
         raise UsageError(_LOCAL_NOTE)
@@ -353,6 +430,9 @@ def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     wait = {"poll_interval": getattr(args, "poll_interval", 30.0)}
     return {
         "model": args.model,
+        "model_column": args.model_column,
+        "params_column": args.params_column,
+        "schema": _read_schema(args.schema),
         "prompt_column": args.prompt_column,
         "system": args.system,
         "prefix": args.prefix,
@@ -369,8 +449,20 @@ def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _read_schema(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--schema {path}: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise UsageError(f"--schema {path}: a JSON Schema object is expected")
+    return schema
+
+
 def _connection(args: argparse.Namespace) -> dict[str, Any]:
-    if args.local and args.command != "complete":
+    if args.local and args.command not in ("complete", "embed"):
         raise UsageError(_LOCAL_NOTE)
     return {"base_url": args.base_url, "provider": args.provider}
 
