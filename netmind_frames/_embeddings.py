@@ -25,9 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._errors import ColumnError, InputError
+from ._errors import InputError
 from ._requests import RequestPlan
-from ._results import LineFormat, ShardOutcome, collect_lines
+from ._results import LineFormat, ShardOutcome, check_result_columns, collect_lines
 
 __all__ = [
     "EMBEDDING_COLUMNS",
@@ -159,13 +159,7 @@ def embedding_matrix(vectors: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def check_embedding_columns(frame: pd.DataFrame, prefix: str = "") -> None:
     """Raise :class:`ColumnError` if a (prefixed) embedding result column is in ``frame``."""
-    clashes = [prefix + n for n in EMBEDDING_COLUMNS if prefix + n in frame.columns]
-    if clashes:
-        raise ColumnError(
-            f"the frame already has column(s) {', '.join(map(repr, clashes))}, which the "
-            f"results would overwrite; pass a prefix, e.g. prefix='nm_'",
-            column=clashes[0],
-        )
+    check_result_columns(frame, prefix, columns=EMBEDDING_COLUMNS)
 
 
 def join_embeddings(

@@ -184,21 +184,26 @@ def collect_lines(plan: RequestPlan, outcomes: Sequence[ShardOutcome], fmt: Line
     return _assemble(lines, line_of_row, shard_of_row, outcomes, fmt)
 
 
-def check_result_columns(frame: pd.DataFrame, prefix: str = "", extra: Sequence[str] = ()) -> None:
+def check_result_columns(
+    frame: pd.DataFrame,
+    prefix: str = "",
+    extra: Sequence[str] = (),
+    columns: Sequence[str] = RESULT_COLUMNS,
+) -> None:
     """Raise :class:`ColumnError` if a (prefixed) result column already exists in ``frame``.
 
     ``extra`` names more columns the results will add (a structured output's fields); one
     that repeats a result column is an error too. Call it before uploading anything, so a
     collision never costs a batch.
     """
-    repeated = sorted(set(RESULT_COLUMNS) & set(extra))
+    repeated = sorted(set(columns) & set(extra))
     if repeated:
         raise ColumnError(
             f"the schema's field(s) {', '.join(map(repr, repeated))} would collide with the "
             "result columns of the same name; rename the field(s)",
             column=repeated[0],
         )
-    names = (*RESULT_COLUMNS, *extra)
+    names = (*columns, *extra)
     clashes = [prefix + name for name in names if prefix + name in frame.columns]
     if clashes:
         raise ColumnError(

@@ -138,12 +138,17 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", help="a system message put before every prompt")
     p.add_argument("--max-tokens", type=int, help="max_tokens of every request")
     p.add_argument("--temperature", type=float, help="temperature of every request")
+    _add_batch_options(p)
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    """Options every submitting command shares (complete, embed, submit)."""
     p.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="KEY=JSON",
-        help="any other request parameter, e.g. --param seed=7 (repeatable)",
+        help="any other request parameter, e.g. --param seed=7 or dimensions=256 (repeatable)",
     )
     p.add_argument("--prefix", default="", help="put before every result column name")
     p.add_argument(
@@ -217,26 +222,7 @@ def _add_embed(subparsers: Any) -> None:
     p.add_argument("--column", required=True, help="the column of texts to embed")
     p.add_argument("--model", help="the embedding model (or --model-column)")
     p.add_argument("--model-column", help="a column naming each row's model")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="any request parameter, e.g. --param dimensions=256 (repeatable)",
-    )
-    p.add_argument("--prefix", default="", help="put before every result column name")
-    p.add_argument(
-        "--max-requests", type=_positive, default=MAX_REQUESTS, help="requests per batch"
-    )
-    p.add_argument(
-        "--max-bytes", type=_positive, help="bytes per batch file (default: the provider's)"
-    )
-    p.add_argument(
-        "--retries", type=int, default=2, help="rounds of re-sending retryable failed rows"
-    )
-    p.add_argument(
-        "--resubmit", action="store_true", help="new batches even if identical ones exist"
-    )
+    _add_batch_options(p)
     _add_connection_options(p, local=True)
     _add_wait_options(p)
     p.set_defaults(handler=_run_embed, command="embed")
