@@ -555,6 +555,11 @@ def to_jsonl(
     """
     if provider not in MAX_BYTES:
         raise InputError(f"provider must be 'netmind' or 'openai', not {provider!r}.")
+    if prompt is None and isinstance(path, str) and "{" in path:
+        raise InputError(
+            f"to_jsonl's first argument is the file path, and {path!r} looks like a template: "
+            "pass it as prompt=..."
+        )
     _check_model(model, model_column)
     params, _, _ = _with_schema(schema, params)
     plan = build_plan(

@@ -310,3 +310,8 @@ def test_several_shards_join_as_one_result(server, dialect):
     out = job.result()
     assert out.index.equals(frame.index)
     assert list(out["response"]) == list(frame["text"])
+
+
+def test_to_jsonl_says_when_a_template_lands_in_the_path_argument(reviews):
+    with pytest.raises(InputError, match="prompt="):
+        reviews.netmind.to_jsonl("Rate: {text}", model="m")
