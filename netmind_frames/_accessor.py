@@ -14,6 +14,7 @@ import openai
 import pandas as pd
 
 from . import _api
+from ._api import Mode
 from ._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._job import BatchJob
 
@@ -53,6 +54,9 @@ class NetmindAccessor:
         retries: int = 2,
         resubmit: bool = False,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        mode: Mode = "batch",
+        max_concurrency: int = 8,
+        sync_threshold: int | None = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Run one chat completion per row; see :func:`netmind_frames.batch_complete`."""
@@ -135,6 +139,9 @@ class NetmindAccessor:
         retries: int = 2,
         resubmit: bool = False,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        mode: Mode = "batch",
+        max_concurrency: int = 8,
+        sync_threshold: int | None = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Embed every row's text; see :func:`netmind_frames.batch_embed`."""

@@ -6,9 +6,10 @@ The accessor (``df.netmind``) and the CLI are thin shells over these functions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import openai
 import pandas as pd
@@ -17,6 +18,7 @@ from ._config import (
     MAX_BYTES,
     MAX_CONCURRENT_BATCHES,
     MAX_REQUESTS,
+    Settings,
     resolve_home,
     resolve_settings,
 )
@@ -31,11 +33,14 @@ from ._results import check_result_columns
 from ._schema import output_schema, response_format_for
 from ._source import FileSource, FrameSource, Source
 from ._submit import FINGERPRINT_KEY
+from ._sync import SyncRun
 
 log = logging.getLogger("netmind_frames")
 
 #: Metadata allows 16 pairs (batch-api.md §2.1); the library uses two of them.
 _MAX_USER_METADATA = 14
+
+Mode = Literal["batch", "sync", "auto"]
 
 
 def batch_complete(
@@ -66,6 +71,9 @@ def batch_complete(
     retries: int = 2,
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    mode: Mode = "batch",
+    max_concurrency: int = 8,
+    sync_threshold: int | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Run one chat completion per row through the Batch API and return the answers.
@@ -103,6 +111,19 @@ def batch_complete(
             (by default, re-running the same call reattaches to them: you never pay twice).
         max_concurrent_batches: batches of this job running at once; further shards are
             submitted as earlier ones finish.
+        mode: ``"batch"`` (default), ``"sync"``: the same requests sent to the synchronous
+            ``/chat/completions`` endpoint, ``max_concurrency`` at a time, for quick
+            iteration on a few rows; it costs what the synchronous API costs (**twice the
+            Batch API's price**), gives the same result columns, statuses and typed schema
+            columns, and keeps no journal (nothing to reattach: re-running sends every row
+            again). ``"auto"``: sync when the frame has at most ``sync_threshold`` rows,
+            batch otherwise. In sync mode the batch-only options (``max_bytes``,
+            ``completion_window``, ``metadata``, ``poll_interval``, ``timeout``,
+            ``resubmit``, ``max_concurrent_batches``) do not apply; the client's own retries
+            handle 429 (honouring ``Retry-After``), 5xx and dropped connections, then
+            ``retries`` rounds re-send rows that still failed for a retryable reason.
+        max_concurrency: requests in flight at once in sync mode (default 8).
+        sync_threshold: for ``mode="auto"``: the most rows sent in sync mode (required).
         **params: any chat-completion parameter (``max_tokens``, ``temperature``,
             ``response_format``, ...), copied into every request body.
 
@@ -118,7 +139,35 @@ def batch_complete(
     Example:
         >>> out = batch_complete(df, "Summarise: {text}", model="m", local=True, max_tokens=50)
         >>> out[["text", "response", "status"]]
+        >>> batch_complete(df.head(5), "Summarise: {text}", model="m", mode="sync")
     """
+    if use_sync(mode, max_concurrency, sync_threshold, lambda: len(frame)):
+        run = _sync_source(
+            FrameSource(frame),
+            prompt,
+            max_concurrency=max_concurrency,
+            model=model,
+            prompt_column=prompt_column,
+            messages_column=messages_column,
+            system=system,
+            custom_id_column=custom_id_column,
+            model_column=model_column,
+            params_column=params_column,
+            schema=schema,
+            prefix=prefix,
+            api_key=api_key,
+            base_url=base_url,
+            client=client,
+            provider=provider,
+            local=local,
+            max_requests=max_requests,
+            max_bytes=max_bytes,
+            progress=progress,
+            retries=retries,
+            **params,
+        )
+        return run.result()
+    _check_timeout(timeout)  # before anything is uploaded
     job = submit(
         frame,
         prompt,
@@ -243,6 +292,9 @@ def batch_embed(
     retries: int = 2,
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    mode: Mode = "batch",
+    max_concurrency: int = 8,
+    sync_threshold: int | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Embed the text of every row through ``/v1/embeddings`` batches.
@@ -256,10 +308,38 @@ def batch_embed(
     Netmind lists batch embeddings as "coming soon": a provider that rejects the endpoint
     raises :class:`InputError` saying so, before any batch runs.
 
+    ``mode``, ``max_concurrency`` and ``sync_threshold`` are those of :func:`batch_complete`:
+    ``mode="sync"`` posts each row's request to the synchronous ``/embeddings`` endpoint
+    (the synchronous price; no journal).
+
     Example:
         >>> out = batch_embed(df, "text", model="BAAI/bge-m3", local=True)
         >>> matrix = np.stack(out["embedding"])
     """
+    if use_sync(mode, max_concurrency, sync_threshold, lambda: len(frame)):
+        run = _sync_source(
+            FrameSource(frame),
+            None,
+            max_concurrency=max_concurrency,
+            embed_column=column,
+            model=model,
+            model_column=model_column,
+            custom_id_column=custom_id_column,
+            params_column=params_column,
+            prefix=prefix,
+            api_key=api_key,
+            base_url=base_url,
+            client=client,
+            provider=provider,
+            local=local,
+            max_requests=max_requests,
+            max_bytes=max_bytes,
+            progress=progress,
+            retries=retries,
+            **params,
+        )
+        return run.result()
+    _check_timeout(timeout)  # before anything is uploaded
     try:
         job = _submit_source(
             FrameSource(frame),
@@ -305,7 +385,98 @@ def submit_file(path: str | Path, prompt: str | None = None, **kwargs: Any) -> B
     return _submit_source(FileSource(path), prompt, **kwargs)
 
 
+def sync_file(
+    path: str | Path, prompt: str | None = None, *, max_concurrency: int = 8, **kwargs: Any
+) -> SyncRun:
+    """Like :func:`submit_file`, in sync mode: ``run.to_parquet(out)`` sends the rows to the
+    synchronous endpoint and writes the joined result (see ``mode`` of
+    :func:`batch_complete`)."""
+    _check_positive("max_concurrency", max_concurrency)
+    return _sync_source(FileSource(path), prompt, max_concurrency=max_concurrency, **kwargs)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A call's checked settings and options, and its connection: ready to send."""
+
+    settings: Settings
+    options: JobOptions
+    connection: Connection
+
+
 def _submit_source(
+    source: Source,
+    prompt: str | None = None,
+    *,
+    local: bool = False,
+    poll_interval: float = 30.0,
+    progress: bool = True,
+    resubmit: bool = False,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    **kwargs: Any,
+) -> BatchJob:
+    _check_positive("max_concurrent_batches", max_concurrent_batches)
+    _check_seconds("poll_interval", poll_interval)
+    _check_flags(progress=progress, resubmit=resubmit)
+    ready = _prepare(source, prompt, local=local, **kwargs)
+    journal = Journal(ready.settings.home)
+    job = BatchJob(
+        ready.connection,
+        journal,
+        ready.options,
+        source,
+        poll_interval=poll_interval,
+        progress=progress,
+        max_concurrent_batches=max_concurrent_batches,
+        resubmit=resubmit,
+    )
+    _remember(journal, job, ready.settings.base_url, ready.options, source, local)
+    return job.start()
+
+
+def _sync_source(
+    source: Source,
+    prompt: str | None = None,
+    *,
+    max_concurrency: int,
+    progress: bool = True,
+    **kwargs: Any,
+) -> SyncRun:
+    """The call's rows, ready to run against the synchronous endpoint (no journal)."""
+    ready = _prepare(source, prompt, **kwargs)
+    return SyncRun(
+        ready.connection,
+        ready.options,
+        source,
+        max_concurrency=max_concurrency,
+        progress=progress,
+    )
+
+
+def use_sync(
+    mode: Any, max_concurrency: Any, sync_threshold: Any, n_rows: Callable[[], int]
+) -> bool:
+    """Whether a call runs in sync mode (``n_rows()`` is asked only for ``"auto"``);
+    InputError for a bad combination."""
+    if mode not in ("batch", "sync", "auto"):
+        raise InputError(f"mode must be 'batch', 'sync' or 'auto', not {mode!r}.")
+    _check_positive("max_concurrency", max_concurrency)
+    if sync_threshold is not None:
+        if isinstance(sync_threshold, bool) or not isinstance(sync_threshold, int):
+            raise InputError(f"sync_threshold must be a whole number, not {sync_threshold!r}.")
+        if sync_threshold < 0:
+            raise InputError(f"sync_threshold must be ≥ 0, not {sync_threshold!r}.")
+    if mode == "auto":
+        if sync_threshold is None:
+            raise InputError(
+                "mode='auto' needs sync_threshold=N: the most rows to send synchronously "
+                "(at twice the price); larger frames go through the Batch API."
+            )
+        return n_rows() <= sync_threshold
+    return mode == "sync"
+
+
+def _prepare(
     source: Source,
     prompt: str | None = None,
     *,
@@ -327,18 +498,15 @@ def _submit_source(
     max_bytes: int | None = None,
     completion_window: str = "24h",
     metadata: Mapping[str, str] | None = None,
-    poll_interval: float = 30.0,
-    progress: bool = True,
     retries: int = 2,
-    resubmit: bool = False,
-    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     chunk_rows: int | None = None,
     embed_column: str | None = None,
     **params: Any,
-) -> BatchJob:
+) -> _Prepared:
     _check_completion_window(completion_window)
     _check_retries(retries)
-    _check_positive("max_concurrent_batches", max_concurrent_batches)
+    _check_positive("max_requests", max_requests)
+    _check_connection_types(prefix, api_key, base_url, client, local)
     if chunk_rows is not None:
         _check_positive("chunk_rows", chunk_rows)
     settings = resolve_settings(
@@ -377,20 +545,7 @@ def _submit_source(
     if custom_id_column is not None and isinstance(source, FrameSource):
         # Ids are checked per chunk while building; a duplicate across chunks only here.
         check_custom_ids(source.frame, custom_id_column)
-    connection = connect(settings, client)
-    journal = Journal(settings.home)
-    job = BatchJob(
-        connection,
-        journal,
-        options,
-        source,
-        poll_interval=poll_interval,
-        progress=progress,
-        max_concurrent_batches=max_concurrent_batches,
-        resubmit=resubmit,
-    )
-    _remember(journal, job, settings.base_url, options, source, local)
-    return job.start()
+    return _Prepared(settings, options, connect(settings, client))
 
 
 def _remember(
@@ -650,6 +805,37 @@ def _check_retries(retries: int) -> None:
 def _check_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InputError(f"{name} must be a whole number ≥ 1, not {value!r}.")
+
+
+def _check_seconds(name: str, value: float) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 < value < float("inf"):
+        raise InputError(f"{name} must be a number of seconds > 0, not {value!r}.")
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout != 0:
+        _check_seconds("timeout", timeout)
+
+
+def _check_flags(**flags: bool) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise InputError(f"{name} must be True or False, not {value!r}.")
+
+
+def _check_connection_types(
+    prefix: str, api_key: str | None, base_url: str | None, client: Any, local: bool
+) -> None:
+    if not isinstance(prefix, str):
+        raise InputError(f"prefix must be a str (e.g. 'nm_'), not {prefix!r}.")
+    for name, value in (("api_key", api_key), ("base_url", base_url)):
+        if value is not None and not isinstance(value, str):
+            # Never echo an api_key's value: it may be a secret in the wrong argument.
+            raise InputError(f"{name} must be a str, not {type(value).__name__}.")
+    if client is not None and not isinstance(client, openai.OpenAI):
+        raise InputError(f"client must be an openai.OpenAI, not {type(client).__name__}.")
+    _check_flags(local=local)
 
 
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

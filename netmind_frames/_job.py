@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openai
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,7 +54,14 @@ from ._timing import timed
 
 log = logging.getLogger("netmind_frames")
 
-__all__ = ["RETRYABLE_CODES", "TERMINAL_STATUSES", "BatchJob", "retryable_rows"]
+__all__ = [
+    "RETRYABLE_CODES",
+    "TERMINAL_STATUSES",
+    "BatchJob",
+    "joined_frame",
+    "replace_rows",
+    "retryable_rows",
+]
 
 #: Error codes of rows worth sending again: the request never ran, or failed on the server's
 #: side. A 4xx request error (a bad request) is not retried: it would fail the same way.
@@ -71,6 +79,7 @@ RETRYABLE_CODES = frozenset(
         "rate_limit_error",
         "timeout",
         "request_timeout",
+        "connection_error",
     }
 )
 _RETRYABLE_HTTP = r"^http_(408|409|429|5\d\d)$"
@@ -252,15 +261,7 @@ class BatchJob:
             else:
                 tables = [t for _, t in self._source.tables(self._chunk_rows)]
                 frame = pa.concat_tables(tables).to_pandas()
-            if self._options.embed_column is not None:
-                out = join_embeddings(frame, results, self._options.prefix)
-            else:
-                out = join_results(frame, results, self._options.prefix)
-            spec = self._options.output
-            if spec is not None:
-                typed = typed_frame(results, spec)
-                for name in spec.columns:
-                    out[self._options.prefix + name] = typed[name].array
+            out = joined_frame(frame, results, self._options)
         out.attrs["netmind_frames"] = {
             "job_id": self.id,
             "batch_ids": list(self.batch_ids),
@@ -302,7 +303,11 @@ class BatchJob:
         ids = [*self.batch_ids, *self.retry_batch_ids]
         for batch in self._driver.fetch(ids):
             if batch.status not in TERMINAL_STATUSES and batch.status != "cancelling":
-                self._connection.client.batches.cancel(batch.id)
+                try:
+                    self._connection.client.batches.cancel(batch.id)
+                except (openai.BadRequestError, openai.ConflictError):
+                    # It finished between the fetch and the cancel: nothing left to cancel.
+                    log.info("batch %s finished before it could be cancelled", batch.id)
         delay = 0.05
         while not all(b.status in TERMINAL_STATUSES for b in self._driver.fetch(ids)):
             self._driver.sleep(delay)
@@ -390,7 +395,7 @@ class BatchJob:
 
             def replace(chunk: ChunkPlan, table: pa.Table) -> None:
                 positions = need[chunk.number]  # noqa: B023 (used before the loop moves on)
-                merged = _replace_rows(self._load(chunk.number), positions, table)
+                merged = replace_rows(self._load(chunk.number), positions, table)
                 self._save(chunk, merged)
 
             try:
@@ -446,7 +451,20 @@ def retryable_rows(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(np.asarray(mask, dtype=bool))
 
 
-def _replace_rows(table: pa.Table, positions: np.ndarray, retried: pa.Table) -> pa.Table:
+def joined_frame(frame: pd.DataFrame, results: pa.Table, options: JobOptions) -> pd.DataFrame:
+    """``frame`` plus the result columns (prefixed) and any structured-output columns."""
+    if options.embed_column is not None:
+        return join_embeddings(frame, results, options.prefix)
+    out = join_results(frame, results, options.prefix)
+    spec = options.output
+    if spec is not None:
+        typed = typed_frame(results, spec)
+        for name in spec.columns:
+            out[options.prefix + name] = typed[name].array
+    return out
+
+
+def replace_rows(table: pa.Table, positions: np.ndarray, retried: pa.Table) -> pa.Table:
     """``table`` with the rows at ``positions`` replaced by ``retried`` (in the same order)."""
     columns = table.column_names
     combined = pa.concat_tables([table, retried.select(columns)])

@@ -39,6 +39,8 @@ class FrameSource:
     path: Path | None = None
 
     def __init__(self, frame: pd.DataFrame) -> None:
+        if not isinstance(frame, pd.DataFrame):
+            raise InputError(f"frame must be a pandas DataFrame, not {type(frame).__name__}.")
         self.frame = frame
         self.n_rows = len(frame)
 

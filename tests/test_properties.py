@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ import openai
 import orjson
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import netmind_frames
@@ -34,6 +35,8 @@ SOAK = bool(os.environ.get("NETMIND_FRAMES_SOAK"))
 STATUSES = {"ok", "failed", "expired", "cancelled"}
 #: Codes of rows that ran and failed (counted in ``request_counts.failed``).
 NOT_RUN = {"batch_expired", "batch_cancelled"}
+#: What the examples checked, printed at the end of the module (``pytest -s``).
+TALLY: Counter[str] = Counter()
 
 
 def examples(n: int) -> Any:
@@ -155,6 +158,12 @@ def check_contracts(
     codes = out["error_code"].to_numpy(dtype=object)
     assert all(codes[i] == "batch_expired" for i in np.flatnonzero(status == "expired"))
     assert all(codes[i] == "batch_cancelled" for i in np.flatnonzero(status == "cancelled"))
+    event(f"statuses: {', '.join(sorted(set(status)))}")
+    TALLY["examples"] += 1
+    TALLY["rows"] += len(frame)
+    TALLY.update(status)
+    event(f"rows: {'1' if len(frame) == 1 else '2-60' if len(frame) <= 60 else '61+'}")
+    event(f"index: {type(frame.index).__name__}")
     return status
 
 
@@ -164,7 +173,7 @@ def reconcile(
     """Each first-round batch's ``request_counts`` against the statuses of the rows in its
     input file (default custom_ids are row positions); returns the rows no batch holds."""
     status = out["status"].to_numpy(dtype=object)
-    codes = out["error_code"].to_numpy(dtype=object)
+    codes = out["error_code"].fillna("").to_numpy(dtype=object)
     seen = np.zeros(n_rows, dtype=np.int64)
     for batch_id in batch_ids:
         batch = client.batches.retrieve(batch_id)
@@ -196,6 +205,12 @@ class Home:
         self._dir.cleanup()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    print(f"\nproperty examples: {dict(TALLY)}")
+
+
 # -- servers (one per behaviour, shared by the examples) --------------------------------------
 
 
@@ -208,8 +223,8 @@ def failing_server() -> Iterator[LocalBatchServer]:
 
 @pytest.fixture(scope="module")
 def expiring_server() -> Iterator[LocalBatchServer]:
-    """Paced, so that batches of more than ~100 requests expire part-way."""
-    with LocalBatchServer(seconds_per_request=0.001, expire_after=0.15, fail_rate=0.1) as srv:
+    """Paced, so that batches of more than ~30 requests expire part-way."""
+    with LocalBatchServer(seconds_per_request=0.003, expire_after=0.1, fail_rate=0.1) as srv:
         yield srv
 
 
@@ -240,7 +255,7 @@ def max_requests_for(n: int, shards: int) -> int:
 # -- the properties ---------------------------------------------------------------------------
 
 
-@examples(14)
+@examples(25)
 @given(frame=frames(), mode=prompt_modes, shards=shard_counts, dialect=dialects)
 def test_shuffled_failing_sharded_runs_keep_every_row(failing_server, frame, mode, shards, dialect):
     """Shuffled output, 25% failed requests, up to 5 shards: contracts 1-3 and the counts."""
@@ -262,7 +277,7 @@ def test_shuffled_failing_sharded_runs_keep_every_row(failing_server, frame, mod
     assert len(job.batch_ids) == -(-len(frame) // max_requests_for(len(frame), shards))
 
 
-@examples(6)
+@examples(10)
 @given(frame=frames(), mode=prompt_modes, shards=shard_counts)
 def test_retried_rows_keep_their_answers(failing_server, frame, mode, shards):
     """With retry rounds, every row still gets one result, and ok answers are their own."""
@@ -286,7 +301,7 @@ def test_retried_rows_keep_their_answers(failing_server, frame, mode, shards):
     assert np.count_nonzero(status == "failed") <= max(3, 0.1 * len(frame))
 
 
-@examples(8)
+@examples(15)
 @given(frame=frames(), mode=prompt_modes, shards=shard_counts, dialect=dialects)
 def test_expiring_batches_keep_every_row(expiring_server, frame, mode, shards, dialect):
     """Batches that expire part-way: finished rows keep answers, the rest are ``expired``."""
@@ -306,7 +321,7 @@ def test_expiring_batches_keep_every_row(expiring_server, frame, mode, shards, d
         assert reconcile(client, job.batch_ids, out, len(frame)) == 0
 
 
-@examples(8)
+@examples(15)
 @given(
     frame=frames(),
     mode=prompt_modes,

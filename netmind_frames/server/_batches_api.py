@@ -11,17 +11,19 @@ import time
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .._answer_lines import NO_ANSWER, error_envelope
 from ._context import Context, ctx
 from ._embed import embed_with_input
-from ._engine import complete_with_prompt
+from ._engine import complete_with_prompt, last_user_text
 from ._envelope import ApiError, JSONResponse, not_found
 from ._ids import is_batch_id, is_file_id
 from ._objects import int_param, page
-from ._runner import corrupt_seed
+from ._runner import corrupt_seed, embed_text
 from ._store import StoreError
 
 PREFIXES = ("/v1", "/inference-api/openai/v1")
@@ -182,21 +184,53 @@ async def cancel_batch(request: Request) -> Response:
 
 
 async def chat_completions(request: Request) -> Response:
-    """``POST .../chat/completions``: answered at once by the echo engine."""
+    """``POST .../chat/completions``: answered at once by the echo engine (or forwarded to
+    the upstream of a gateway)."""
     c = ctx(request)
+    body = await _json_object(request)
+    if c.upstream is not None:
+        raw = await request.body()
+        return await _forward(c, "/chat/completions", raw, last_user_text(body))
     corrupt = corrupt_seed(c.seed, "sync", next(c.sync_calls), c.corrupt_rate)
-    status, body, _ = complete_with_prompt(await _json_object(request), corrupt=corrupt)
-    return JSONResponse(body, status_code=status)
+    status, answer, text = complete_with_prompt(body, corrupt=corrupt)
+    if c.sync_log is not None:
+        c.sync_log.add("/chat/completions", status, text)
+    return JSONResponse(answer, status_code=status)
 
 
 async def embeddings(request: Request) -> Response:
-    """``POST .../embeddings``: answered at once by the echo embedding model (404 when the
-    server does not serve ``/v1/embeddings``, as a provider without the endpoint)."""
+    """``POST .../embeddings``: answered at once by the echo embedding model, or forwarded
+    (404 when the server does not serve ``/v1/embeddings``, as a provider without it)."""
     c = ctx(request)
     if EMBEDDINGS not in c.endpoints:
         raise ApiError(404, unsupported(EMBEDDINGS, c), code="unknown_url")
-    status, body, _ = embed_with_input(await _json_object(request))
-    return JSONResponse(body, status_code=status)
+    body = await _json_object(request)
+    if c.upstream is not None:
+        raw = await request.body()
+        return await _forward(c, "/embeddings", raw, embed_text(body))
+    status, answer, text = embed_with_input(body)
+    if c.sync_log is not None:
+        c.sync_log.add("/embeddings", status, text)
+    return JSONResponse(answer, status_code=status)
+
+
+async def _forward(c: Context, path: str, raw: bytes, text: str | None) -> Response:
+    """One synchronous call passed to the upstream as it is (the same bytes), without retries
+    (the caller's client retries): the upstream's status, body and ``Retry-After`` come back."""
+    assert c.upstream is not None
+    answer = await run_in_threadpool(c.upstream.post, path, raw, retries=0)
+    if answer.failure is not None:
+        status, code = NO_ANSWER[answer.failure]
+        content = orjson.dumps(
+            error_envelope(answer.content.decode(), type="server_error", code=code)
+        )
+    else:
+        assert answer.status is not None
+        status, content = answer.status, answer.content
+    if c.sync_log is not None:
+        c.sync_log.add(path, status, text)
+    headers = {} if answer.retry_after is None else {"Retry-After": answer.retry_after}
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 routes = [

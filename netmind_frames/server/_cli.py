@@ -12,6 +12,7 @@ import threading
 from typing import Any, TextIO
 
 from ._server import DEFAULT_MAX_BODY_BYTES, ENDPOINTS, LocalBatchServer
+from ._upstream import DEFAULT_RETRIES, check_upstream_url, redact
 
 SERVE_SECONDS_PER_REQUEST = 0.003
 
@@ -19,9 +20,16 @@ _DESCRIPTION = """\
 Run the local batch server: Netmind's and OpenAI's Batch + File APIs on one port, answered by
 the deterministic echo engine. It is not Netmind: use it for offline work, tests and CI.
 
+With --upstream it is a batch gateway: each request of a batch is sent to the synchronous
+/chat/completions (or /embeddings) of an OpenAI-compatible server (vLLM, Ollama, a llama.cpp
+server), --concurrency at a time, with retries on 429 (honouring Retry-After), 5xx and
+connection errors. Use --data-dir so that a restart sends nothing that already finished.
+
 example:
   netmind-frames serve --port 8000 --seconds-per-request 0.01 --fail-rate 0.02
   NETMIND_LOCAL_KEY=secret netmind-frames serve --api-key-env NETMIND_LOCAL_KEY
+  netmind-frames serve --upstream http://127.0.0.1:8001/v1 --concurrency 16 \\
+      --data-dir ~/.cache/gateway --upstream-key-env VLLM_API_KEY
 """
 
 
@@ -46,6 +54,23 @@ def _endpoints(text: str) -> tuple[str, ...]:
             f"must be a comma-separated subset of {','.join(ENDPOINTS)}"
         )
     return names
+
+
+def _url(text: str) -> str:
+    try:
+        return check_upstream_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _at_least(least: int) -> Any:
+    def check(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}")
+        return value
+
+    return check
 
 
 def _env_name(text: str) -> str:
@@ -93,7 +118,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=_non_negative,
         default=SERVE_SECONDS_PER_REQUEST,
         metavar="S",
-        help=f"pace of each batch, 0 = immediate (default: {SERVE_SECONDS_PER_REQUEST})",
+        help=f"pace of each batch, 0 = immediate (default: {SERVE_SECONDS_PER_REQUEST}; "
+        "ignored with --upstream)",
     )
     p.add_argument(
         "--fail-rate",
@@ -146,6 +172,36 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="require the API key held in this environment variable (default: accept any key)",
     )
     p.add_argument("--api-key", action=_RefuseSecret, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--upstream",
+        type=_url,
+        default=None,
+        metavar="URL",
+        help="run batches against this OpenAI-compatible base URL, e.g. "
+        "http://127.0.0.1:8001/v1 (default: the echo engine)",
+    )
+    p.add_argument(
+        "--upstream-key-env",
+        type=_env_name,
+        default=None,
+        metavar="NAME",
+        help="send the API key held in this environment variable to the upstream",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_at_least(1),
+        default=8,
+        metavar="N",
+        help="upstream requests in flight at once (default: 8)",
+    )
+    p.add_argument(
+        "--upstream-retries",
+        type=_at_least(0),
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=f"retries of one upstream request before its error is recorded "
+        f"(default: {DEFAULT_RETRIES})",
+    )
     p.add_argument("--no-shuffle", action="store_true", help="keep output lines in input order")
     p.add_argument(
         "--max-body-bytes",
@@ -181,6 +237,17 @@ def run_serve(
         if not api_key:
             print(f"error: environment variable {args.api_key_env} is not set", file=sys.stderr)
             return 2
+    upstream_key = None
+    if args.upstream_key_env:
+        if not args.upstream:
+            print("error: --upstream-key-env needs --upstream", file=sys.stderr)
+            return 2
+        upstream_key = os.environ.get(args.upstream_key_env)
+        if not upstream_key:
+            print(
+                f"error: environment variable {args.upstream_key_env} is not set", file=sys.stderr
+            )
+            return 2
     if not _is_loopback(args.host):
         print(
             f"warning: listening on {args.host}, reachable from other machines"
@@ -202,6 +269,10 @@ def run_serve(
         shuffle=not args.no_shuffle,
         max_body_bytes=args.max_body_bytes,
         record_executions=False,
+        upstream=args.upstream,
+        upstream_api_key=upstream_key,
+        concurrency=args.concurrency,
+        upstream_retries=args.upstream_retries,
     )
     stop = stop or threading.Event()
     previous = None
@@ -209,11 +280,18 @@ def run_serve(
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with server:
-            print("netmind-frames local batch server (not Netmind; echo engine)", file=out)
+            if args.upstream:
+                engine = f"gateway to {redact(args.upstream)}, concurrency {args.concurrency}"
+            else:
+                engine = "echo engine"
+            print(f"netmind-frames local batch server (not Netmind; {engine})", file=out)
             print(f"  Netmind base URL: {server.base_url}", file=out)
             print(f"  OpenAI base URL:  {server.openai_base_url}", file=out)
             key_note = f"from ${args.api_key_env}" if api_key else "any (e.g. 'local')"
             print(f"  API key:          {key_note}", file=out)
+            if args.upstream:
+                sent = f"from ${args.upstream_key_env}" if upstream_key else "none"
+                print(f"  Upstream key:     {sent}", file=out)
             print("Press Ctrl-C to stop.", file=out, flush=True)
             try:
                 while not stop.wait(0.5):

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from ._hooks import CallLog
 from ._runner import Runner
 from ._store import Store
+from ._upstream import Upstream
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class Context:
     """Fraction of json_schema chat answers replaced by broken JSON (see ``_engine``)."""
     sync_calls: itertools.count[int] = field(default_factory=itertools.count, compare=False)
     """Numbers the synchronous calls, for their seeded ``corrupt_rate`` draw."""
+    upstream: Upstream | None = None
+    """Where the synchronous endpoints forward calls (a batch gateway); None: echo engine."""
+    sync_log: CallLog | None = None
+    """Where synchronous calls are recorded (the ``sync_calls()`` test hook); None: not."""
 
 
 def ctx(request: Request) -> Context:

@@ -148,3 +148,32 @@ class ExecutionLog:
         """Forget every row."""
         with self._lock:
             self._rows.clear()
+
+
+class CallLog:
+    """Every synchronous ``chat/completions`` / ``embeddings`` call a server answered.
+
+    Rows are ``(endpoint, status_code, prompt)``: the endpoint path after the dialect prefix,
+    the answer's status, and the last ``user`` message text (for embeddings, the first
+    input; None when unreadable). Calls answered by a fault (429, 500, drop) are not listed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[tuple[str, int, str | None]] = []
+
+    def add(self, endpoint: str, status_code: int, prompt: str | None) -> None:
+        """Append one call."""
+        with self._lock:
+            self._rows.append((endpoint, status_code, prompt))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Return the rows as dicts ``{endpoint, status_code, prompt}``."""
+        with self._lock:
+            rows = list(self._rows)
+        return [{"endpoint": e, "status_code": s, "prompt": p} for e, s, p in rows]
+
+    def clear(self) -> None:
+        """Forget every row."""
+        with self._lock:
+            self._rows.clear()

@@ -6,6 +6,10 @@ in a seeded shuffled order (or file order with ``shuffle=False``) and their resu
 appended in that order, so the output is shuffled and a restarted runner resumes exactly where
 the saved state says, without redoing any request. With ``seconds_per_request=0`` requests run
 in chunks as fast as the engine goes; otherwise each batch advances at that pace.
+
+With an ``upstream`` engine, a chunk's requests go to the upstream concurrently and each answer
+is saved as soon as every request before it (in run order) is answered: a restart resends only
+requests whose answers were not saved.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,7 @@ from ._envelope import error_body
 from ._hooks import ExecutionLog
 from ._ids import fast_hex
 from ._store import Store
+from ._upstream import Stopped, Upstream
 from ._validate import validate_input
 
 logger = logging.getLogger("netmind_frames.server")
@@ -82,6 +88,9 @@ class Runner:
     log:
         Where every executed request is recorded (None: not recorded). ``fail_rate`` rows
         count as executed (status 500); lines ended by expiry or cancel never ran and do not.
+    upstream:
+        Send requests there instead of answering them with the echo engine (``corrupt_rate``
+        does not apply; ``fail_rate`` rows are answered locally and never sent).
     """
 
     def __init__(
@@ -92,8 +101,10 @@ class Runner:
         fail_rate: float,
         log: ExecutionLog | None = None,
         corrupt_rate: float = 0.0,
+        upstream: Upstream | None = None,
     ) -> None:
         self.store = store
+        self.upstream = upstream
         self.seconds_per_request = seconds_per_request
         self.fail_rate = fail_rate
         self.corrupt_rate = corrupt_rate
@@ -117,6 +128,8 @@ class Runner:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self.upstream is not None:
+            self.upstream.close()
 
     def wake(self) -> None:
         """Tell the runner that something changed (a batch was created or cancelled)."""
@@ -170,6 +183,11 @@ class Runner:
             self.store.transition(
                 batch_id, "in_progress", status="finalizing", finalizing_at=int(time.time())
             )
+            return _HOT
+        if self.upstream is not None:
+            # The upstream sets the pace. Small chunks: cancel and expiry are checked between.
+            n = max(16, 4 * self.upstream.concurrency)
+            self._run_upstream(batch_id, job, done, min(done + n, len(job.lines)))
             return _HOT
         if self.seconds_per_request > 0:
             now = time.monotonic()
@@ -293,6 +311,76 @@ class Runner:
         if self.log is not None:
             self.log.extend(executed)
 
+    def _run_upstream(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
+        """Run ``job.order[start:stop]`` upstream; save each answer once all before it are."""
+        assert self.upstream is not None
+        with self.store.lock:
+            seed = self.store.batch_record(batch_id).seed
+        slots: list[Future[bytes]] = []
+        texts: list[str | None] = []
+        for pos in job.order[start:stop]:
+            req = orjson.loads(job.lines[pos])
+            body = req.get("body")
+            texts.append(embed_text(body) if _is_embeddings(req) else last_user_text(body))
+            if self.fail_rate and _unit(seed, batch_id, req["custom_id"]) < self.fail_rate:
+                failed: Future[bytes] = Future()
+                failed.set_result(_failed_line(req["custom_id"]))
+                slots.append(failed)
+            else:
+                raw = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+                slots.append(self.upstream.submit(req, raw))
+        saved = 0
+        while saved < len(slots):
+            stopping = self._stop.is_set()
+            if stopping:
+                for future in slots[saved:]:
+                    future.cancel()  # not started: sent after a restart
+            else:
+                wait(slots[saved:], timeout=0.1, return_when=FIRST_COMPLETED)
+            ready = saved
+            while ready < len(slots) and slots[ready].done() and not slots[ready].cancelled():
+                ready += 1
+            if ready > saved:
+                try:
+                    lines = [f.result() for f in slots[saved:ready]]
+                except Stopped:
+                    return
+                self._save_lines(batch_id, lines, texts[saved:ready], start + ready)
+                saved = ready
+            if stopping:
+                return  # answers still in flight are not saved: sent again after a restart
+
+    def _save_lines(
+        self, batch_id: str, lines: list[bytes], texts: list[str | None], done: int
+    ) -> None:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        prompt = completion = 0
+        executed: list[tuple[str, Any, int, str | None]] = []
+        for raw, text in zip(lines, texts, strict=True):
+            line = orjson.loads(raw)
+            response = line["response"]
+            status = response["status_code"]
+            executed.append((batch_id, line["custom_id"], status, text))
+            if 200 <= status < 300:
+                out.append(raw)
+                usage = response["body"].get("usage") or {}
+                prompt += _count(usage.get("prompt_tokens"))
+                completion += _count(usage.get("completion_tokens"))
+            else:
+                err.append(raw)
+        self.store.record_progress(
+            batch_id,
+            out=b"".join(out),
+            err=b"".join(err),
+            done=done,
+            completed=len(out),
+            failed=len(err),
+            usage=(prompt, completion),
+        )
+        if self.log is not None:
+            self.log.extend(executed)
+
     def _end(self, batch_id: str, status: str) -> None:
         """End a batch early: a ``batch_expired`` / ``batch_cancelled`` line per unrun request."""
         job = self._job(batch_id)
@@ -326,3 +414,32 @@ class Runner:
         )
         self._jobs.pop(batch_id, None)
         self.store.finish(batch_id, status)
+
+
+def _is_embeddings(req: dict[str, Any]) -> bool:
+    return req.get("url") == "/v1/embeddings"
+
+
+def embed_text(body: Any) -> str | None:
+    """The first input of an embeddings request (what the execution log shows)."""
+    raw = body.get("input") if isinstance(body, dict) else None
+    if isinstance(raw, list) and raw:
+        raw = raw[0]
+    return raw if isinstance(raw, str) else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _failed_line(custom_id: Any) -> bytes:
+    """A ``fail_rate`` line: a 500 answered locally (never sent upstream)."""
+    message = "The server had an error while processing your request. Sorry about that!"
+    body = error_body(message, type="server_error")
+    line = {
+        "id": "batch_req_" + fast_hex(),
+        "custom_id": custom_id,
+        "response": {"status_code": 500, "request_id": "req_" + fast_hex(), "body": body},
+        "error": None,
+    }
+    return orjson.dumps(line) + b"\n"

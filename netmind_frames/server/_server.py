@@ -15,10 +15,11 @@ import uvicorn
 
 from ._app import build_app
 from ._context import Context
-from ._hooks import ExecutionLog, FaultScript
+from ._hooks import CallLog, ExecutionLog, FaultScript
 from ._presign import load_secret
 from ._runner import Runner
 from ._store import Store
+from ._upstream import DEFAULT_RETRIES, Upstream, check_upstream_url, redact
 
 DEFAULT_MAX_BODY_BYTES = 200 * 1024 * 1024
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
@@ -26,7 +27,8 @@ _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 class LocalBatchServer:
-    """Netmind's and OpenAI's Batch + File APIs on loopback, answered by the ``echo`` engine.
+    """Netmind's and OpenAI's Batch + File APIs on loopback, answered by the ``echo`` engine,
+    or by an ``upstream`` OpenAI-compatible server (a batch gateway).
 
     Not Netmind: a faithful emulation of the wire contract for tests, CI and offline work.
 
@@ -69,14 +71,33 @@ class LocalBatchServer:
         (truncated, fenced in Markdown, a wrong-typed or missing first field); seeded per
         batch and custom_id in batches (a retry in a new batch draws again), per call number
         on the sync endpoint.
+    upstream:
+        The base URL of an OpenAI-compatible server (``http://127.0.0.1:8001/v1``: vLLM,
+        Ollama, a llama.cpp server, another ``LocalBatchServer``). Each request of a batch is
+        then sent to its synchronous ``POST {upstream}/chat/completions`` (or
+        ``/embeddings``), ``concurrency`` at a time, and the answer, or the upstream's error
+        status and body, becomes the request's output or error line. 429 and ``Retry-After``
+        are honoured; 429, 5xx, 408, 409, connection errors and timeouts are retried up to
+        ``upstream_retries`` times with backoff. With ``data_dir``, a restarted gateway sends
+        only the requests whose answers it had not saved. The server's own sync endpoints
+        forward to the upstream too. ``seconds_per_request`` and ``corrupt_rate`` do not apply;
+        ``fail_rate`` rows are answered locally.
+    upstream_api_key:
+        Sent to the upstream as ``Authorization: Bearer <key>``; never logged or shown.
+    concurrency:
+        Upstream requests in flight at once (default 8).
+    upstream_retries:
+        Retries of one upstream request before its error is recorded (default 4).
 
     Test hooks: :meth:`inject_fault` scripts a fault on one exact call, :meth:`executions`
-    lists every request the engine ran in batch mode.
+    lists every request the engine ran in batch mode, :meth:`sync_calls` every synchronous
+    call the server answered.
 
     Example
     -------
     >>> with LocalBatchServer() as server:  # doctest: +SKIP
     ...     client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key)
+    >>> gateway = LocalBatchServer(upstream="http://127.0.0.1:8001/v1", concurrency=16)
     """
 
     def __init__(
@@ -97,6 +118,10 @@ class LocalBatchServer:
         record_executions: bool = True,
         endpoints: tuple[str, ...] | list[str] = ENDPOINTS,
         corrupt_rate: float = 0.0,
+        upstream: str | None = None,
+        upstream_api_key: str | None = None,
+        concurrency: int = 8,
+        upstream_retries: int = DEFAULT_RETRIES,
     ) -> None:
         if seconds_per_request < 0:
             raise ValueError("seconds_per_request must be >= 0")
@@ -114,6 +139,18 @@ class LocalBatchServer:
             raise ValueError("max_body_bytes must be positive")
         if api_key is not None and not api_key:
             raise ValueError("api_key must be a non-empty string or None")
+        self.upstream = None if upstream is None else check_upstream_url(upstream)
+        for name, value, least in (
+            ("concurrency", concurrency, 1),
+            ("upstream_retries", upstream_retries, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a whole number >= {least}")
+        if upstream_api_key is not None and not upstream_api_key:
+            raise ValueError("upstream_api_key must be a non-empty string or None")
+        self._upstream_key = upstream_api_key
+        self.concurrency = concurrency
+        self.upstream_retries = upstream_retries
         self.seconds_per_request = float(seconds_per_request)
         self.fail_rate = float(fail_rate)
         self.corrupt_rate = float(corrupt_rate)
@@ -136,6 +173,7 @@ class LocalBatchServer:
         self._runner: Runner | None = None
         self._faults = FaultScript()
         self._log = ExecutionLog() if record_executions else None
+        self._sync_log = CallLog() if record_executions else None
 
     # -- addresses -----------------------------------------------------------------------
     @property
@@ -233,6 +271,23 @@ class LocalBatchServer:
         if self._log is not None:
             self._log.clear()
 
+    def sync_calls(self) -> list[dict[str, Any]]:
+        """Every synchronous ``chat/completions`` / ``embeddings`` call this server answered.
+
+        A test hook (e.g. to count what a gateway or sync mode sent to this server). Each
+        entry is ``{"endpoint", "status_code", "prompt"}``: ``"/chat/completions"`` or
+        ``"/embeddings"``, the status answered, and the last ``user`` message text (for
+        embeddings, the first input; None when unreadable). Calls answered by a fault
+        (:meth:`inject_fault`, ``fault_rate``) never reached the engine and are not listed.
+        Kept in memory like :meth:`executions`; empty when ``record_executions=False``.
+        """
+        return self._sync_log.snapshot() if self._sync_log is not None else []
+
+    def clear_sync_calls(self) -> None:
+        """Forget the sync call log."""
+        if self._sync_log is not None:
+            self._sync_log.clear()
+
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> LocalBatchServer:
         """Start serving in background threads; return once the socket accepts connections."""
@@ -246,12 +301,21 @@ class LocalBatchServer:
                 root = self.data_dir
                 root.mkdir(parents=True, exist_ok=True)
             store = Store(root)
+            upstream = None
+            if self.upstream is not None:
+                upstream = Upstream(
+                    self.upstream,
+                    self._upstream_key,
+                    concurrency=self.concurrency,
+                    retries=self.upstream_retries,
+                )
             runner = Runner(
                 store,
                 seconds_per_request=self.seconds_per_request,
                 fail_rate=self.fail_rate,
                 log=self._log,
                 corrupt_rate=self.corrupt_rate,
+                upstream=upstream,
             )
             context = Context(
                 store=store,
@@ -263,6 +327,8 @@ class LocalBatchServer:
                 shuffle=self.shuffle,
                 endpoints=frozenset(self.endpoints),
                 corrupt_rate=self.corrupt_rate,
+                upstream=upstream,
+                sync_log=self._sync_log,
             )
             app = build_app(
                 context,
@@ -283,6 +349,8 @@ class LocalBatchServer:
                 sock.bind((self.host, self._port_arg))
             except OSError:
                 sock.close()
+                if upstream is not None:
+                    upstream.close()
                 self._cleanup_tmp()
                 raise
             self.port = sock.getsockname()[1]
@@ -349,4 +417,5 @@ class LocalBatchServer:
     def __repr__(self) -> str:
         where = self.origin if self._socket is not None else "stopped"
         key = "set" if self._api_key is not None else "any"
-        return f"<LocalBatchServer {where} data_dir={self.data_dir!s} api_key={key}>"
+        engine = "" if self.upstream is None else f" upstream={redact(self.upstream)}"
+        return f"<LocalBatchServer {where} data_dir={self.data_dir!s} api_key={key}{engine}>"
