@@ -20,6 +20,7 @@ from ._errors import (
     FileTransferError,
     InputError,
     JobTimeoutError,
+    MissingResultWarning,
     NetmindFramesError,
     RowError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "InputError",
     "JobTimeoutError",
     "LocalBatchServer",
+    "MissingResultWarning",
     "NetmindFramesError",
     "RowError",
     "__version__",

@@ -523,7 +523,7 @@ def _prepare(
         check_embedding_columns(pd.DataFrame(columns=source.columns), prefix)
     options = JobOptions(
         model=model,
-        max_bytes=max_bytes or settings.max_bytes,
+        max_bytes=settings.max_bytes if max_bytes is None else max_bytes,
         prompt=prompt,
         prompt_column=prompt_column,
         messages_column=messages_column,
@@ -728,7 +728,7 @@ def to_jsonl(
         model_column=model_column,
         params_column=params_column,
         max_requests=max_requests,
-        max_bytes=max_bytes or MAX_BYTES[provider],
+        max_bytes=MAX_BYTES[provider] if max_bytes is None else max_bytes,
         params=params,
     )
     data = b"".join(shard.data for shard in plan.shards)

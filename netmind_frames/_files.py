@@ -27,6 +27,8 @@ T = TypeVar("T")
 #: Statuses worth another try: the request may well succeed a moment later.
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _ATTEMPTS = 8
+#: The SDK's errors that its own retries may leave behind on a flaky network.
+_TRANSIENT_API = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 #: How many of the newest files a lookup after a lost upload answer reads.
 _FIND_LIMIT = 500
 
@@ -75,12 +77,17 @@ class OpenAIFiles:
 
     def _find(self, filename: str, size: int) -> str | None:
         """The id of an uploaded batch file with this name and size, among the newest."""
-        for seen, file in enumerate(self._client.files.list(purpose="batch")):
-            if seen >= _FIND_LIMIT:
-                break
-            if file.filename == filename and file.bytes == size:
-                return file.id
-        return None
+
+        def look() -> str | None:
+            for seen, file in enumerate(self._client.files.list(purpose="batch")):
+                if seen >= _FIND_LIMIT:
+                    break
+                if file.filename == filename and file.bytes == size:
+                    return file.id
+            return None
+
+        # A lookup only reads: try it again rather than upload blindly or give up.
+        return _retry(look, f"lookup of {filename}")
 
     def download(self, file_id: str, dest: Path) -> Path:
         def attempt() -> Path:
@@ -197,7 +204,7 @@ def _retry(attempt: Callable[[], T], what: str, sleep: Callable[[float], None] =
     for n in range(_ATTEMPTS):
         try:
             return attempt()
-        except (httpx2.TransportError, _RetryableError, openai.APIConnectionError) as exc:
+        except (httpx2.TransportError, _RetryableError, *_TRANSIENT_API) as exc:
             if n == _ATTEMPTS - 1:
                 raise FileTransferError(f"{what} failed after {_ATTEMPTS} attempts: {exc}") from exc
             log.info("%s failed (%s); retrying", what, type(exc).__name__)

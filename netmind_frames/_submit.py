@@ -29,6 +29,9 @@ SCAN_LIMIT = 500
 _CREATE_ATTEMPTS = 6
 #: Outcomes after which the batch may or may not exist on the server.
 _UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.InternalServerError)
+_TRANSIENT = (*_UNKNOWN_OUTCOME, openai.RateLimitError)
+#: Whole lookups by fingerprint (each with the client's own retries) before giving up.
+_LOOKUP_ATTEMPTS = 4
 
 
 def submit_plan(
@@ -114,7 +117,7 @@ def submit_shard(
         record = ShardRecord(key, None, None, None)
     try:
         if not resubmit:
-            found = find_batch(connection, key)
+            found = find_batch(connection, key, sleep)
             if found is not None and found.status != "failed":
                 log.info(
                     "shard %d: attached to batch %s (%s), found by fingerprint",
@@ -188,7 +191,7 @@ def _create_once(
             log.info(
                 "batch create: %s; looking for the batch before trying again", type(exc).__name__
             )
-            found = find_batch(connection, fingerprint)
+            found = find_batch(connection, fingerprint, sleep)
             if found is not None:
                 return found
         if attempt == _CREATE_ATTEMPTS - 1:
@@ -197,14 +200,28 @@ def _create_once(
     return client.batches.create(**body)  # the last try raises whatever it meets
 
 
-def find_batch(connection: Connection, fingerprint: str) -> Any | None:
-    """The newest batch whose metadata carries ``fingerprint``, among the newest SCAN_LIMIT."""
-    page = connection.client.batches.list(limit=100)
-    for seen, batch in enumerate(page):
-        if seen >= SCAN_LIMIT:
-            break
-        if (batch.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
-            return batch
+def find_batch(
+    connection: Connection, fingerprint: str, sleep: Callable[[float], None] = time.sleep
+) -> Any | None:
+    """The newest batch whose metadata carries ``fingerprint``, among the newest SCAN_LIMIT.
+
+    The lookup only reads, so it is tried again (as a whole) after transient errors: on a
+    flaky network, giving up here would abandon a submission that may be half done.
+    """
+    for attempt in range(_LOOKUP_ATTEMPTS):
+        try:
+            page = connection.client.batches.list(limit=100)
+            for seen, batch in enumerate(page):
+                if seen >= SCAN_LIMIT:
+                    break
+                if (batch.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
+                    return batch
+            return None
+        except _TRANSIENT:
+            if attempt == _LOOKUP_ATTEMPTS - 1:
+                raise
+            log.info("batch lookup failed; trying again")
+            sleep(min(0.5 * 2**attempt, 8.0))
     return None
 
 

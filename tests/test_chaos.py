@@ -574,3 +574,21 @@ def test_a_failed_batch_without_errors_is_a_clear_error():
 
     with pytest.raises(BatchFailedError, match="no reason given"):
         run_through(Malformed(batch=rewrite, times=1000), texts(3))
+
+
+@pytest.mark.parametrize("action", ["500", "drop_before", "429"])
+def test_a_failing_lookup_by_fingerprint_is_tried_again(fresh_server, action):
+    """The lookup before a create (``batches.list``) fails three times in a row, beyond the
+    client's own retries (none here): the submission looks again instead of giving up.
+    Found by the fault-rate soak, where 1 run in 7 died there at ``fault_rate=0.5``."""
+    frame = texts(5)
+    fresh_server.inject_fault("GET", "/batches", action, times=3)
+    with openai.OpenAI(
+        base_url=fresh_server.openai_base_url, api_key=fresh_server.api_key, max_retries=0
+    ) as client:
+        out = batch_complete(
+            frame, "{text}", model="m", client=client, poll_interval=0.05, progress=False
+        )
+    assert fresh_server.pending_faults() == []
+    assert list(out["response"]) == list(frame["text"])
+    assert batch_count(fresh_server.origin) == 1

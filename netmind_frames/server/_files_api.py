@@ -8,6 +8,7 @@ otherwise.
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 import time
 from pathlib import Path
@@ -201,6 +202,14 @@ async def presigned_put(request: Request) -> Response:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    rec = store.get_file(file_id)
+    if rec is not None and rec.uploaded and not filecmp.cmp(tmp, store.data_path(file_id), False):
+        # A retried PUT of the same bytes is fine; a replay with other bytes would change a
+        # file that a batch may already have read.
+        tmp.unlink(missing_ok=True)
+        raise ApiError(
+            409, "This file was uploaded already; its bytes cannot change.", code="conflict"
+        )
     if store.put_file_body(file_id, tmp) is None:
         raise not_found("File", file_id)
     return JSONResponse({})
