@@ -94,3 +94,22 @@ def test_lines_written_after_the_last_saved_state_are_not_duplicated(tmp_path: P
         batch = wait_terminal(client, created.id)
         ids = [line["custom_id"] for line in content(client, batch.output_file_id)]
     assert sorted(ids, key=int) == [str(i) for i in range(200)]
+
+
+def test_input_files_are_read_through_a_memory_map_not_held_whole(tmp_path):
+    """The runner keeps two offsets per line; each line is read when its turn comes."""
+    from netmind_frames.server._validate import Lines, validate_input
+
+    lines = [
+        b'{"custom_id": "%d", "method": "POST", "url": "/v1/chat/completions", '
+        b'"body": {"model": "m", "messages": [{"role": "user", "content": "x"}]}}' % i
+        for i in range(1000)
+    ]
+    path = tmp_path / "input.jsonl"
+    path.write_bytes(b"\n".join(lines[:500]) + b"\n\n  \n" + b"\n".join(lines[500:]) + b"\n")
+    checked = validate_input(path, "/v1/chat/completions")
+    assert checked.errors == []
+    assert isinstance(checked.lines, Lines)
+    assert len(checked.lines) == 1000
+    assert [checked.lines[i] for i in (0, 499, 500, 999)] == [lines[i] for i in (0, 499, 500, 999)]
+    assert validate_input(lines[0] + b"\n", "/v1/chat/completions").lines[0] == lines[0]

@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ _NOT_RUN = {
 
 @dataclass
 class _Job:
-    lines: list[bytes]
+    lines: Sequence[bytes]
     order: list[int]
     last: float = field(default_factory=time.monotonic)
     allowance: float = 0.0
@@ -213,10 +214,10 @@ class Runner:
         if self.store.get_file(file_id) is None:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return None
-        checked = validate_input(self.store.data_path(file_id).read_bytes(), endpoint)
+        checked = validate_input(self.store.data_path(file_id), endpoint)
         return self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
 
-    def _remember(self, batch_id: str, lines: list[bytes], *, seed: int, shuffle: bool) -> _Job:
+    def _remember(self, batch_id: str, lines: Sequence[bytes], *, seed: int, shuffle: bool) -> _Job:
         order = list(range(len(lines)))
         if shuffle:
             random.Random(f"{seed}:{batch_id}").shuffle(order)
@@ -232,7 +233,7 @@ class Runner:
         if self.store.get_file(file_id) is None:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return _HOT
-        checked = validate_input(self.store.data_path(file_id).read_bytes(), endpoint)
+        checked = validate_input(self.store.data_path(file_id), endpoint)
         with self.store.lock:
             if self.store.batch_record(batch_id).obj["status"] != "validating":
                 return _HOT  # cancelled meanwhile
@@ -351,7 +352,7 @@ class Runner:
                 return  # answers still in flight are not saved: sent again after a restart
 
     def _save_lines(
-        self, batch_id: str, lines: list[bytes], texts: list[str | None], done: int
+        self, batch_id: str, lines: Sequence[bytes], texts: list[str | None], done: int
     ) -> None:
         out: list[bytes] = []
         err: list[bytes] = []

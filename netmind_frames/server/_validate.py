@@ -11,19 +11,74 @@ error line, as at OpenAI.
 
 from __future__ import annotations
 
+import mmap
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, overload
 
 import orjson
 
 MAX_ERRORS = 1000
 
 
+class Lines(Sequence[bytes]):
+    """The request lines of an input file, read on demand from a memory map.
+
+    Only two offsets per line stay in memory: a 100 MB input file is never held whole, each
+    line is read (and its page mapped by the OS) when the runner gets to it.
+    """
+
+    def __init__(self, buffer: bytes | mmap.mmap) -> None:
+        self._buffer = buffer
+        self._starts = array("q")
+        self._ends = array("q")
+
+    @classmethod
+    def of_file(cls, path: Path) -> Lines:
+        """The lines of the file at ``path`` (memory-mapped; an empty file maps to nothing)."""
+        with path.open("rb") as handle:
+            if handle.seek(0, 2) == 0:
+                return cls(b"")
+            return cls(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+
+    def numbered(self) -> Iterator[tuple[int, int, int]]:
+        """Every line as (1-based number, start, end), blank ones included, in file order."""
+        buffer, size, start, number = self._buffer, len(self._buffer), 0, 1
+        while start < size:
+            end = buffer.find(b"\n", start)
+            end = size if end < 0 else end
+            yield number, start, end
+            start, number = end + 1, number + 1
+
+    def keep(self, start: int, end: int) -> None:
+        """Add the line at ``buffer[start:end]``."""
+        self._starts.append(start)
+        self._ends.append(end)
+
+    def raw(self, start: int, end: int) -> bytes:
+        """The bytes of ``buffer[start:end]``."""
+        return bytes(self._buffer[start:end])
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return bytes(self._buffer[self._starts[index] : self._ends[index]])
+
+
 @dataclass(frozen=True)
 class Validated:
     """The request lines of a valid file (blank lines dropped), or the errors of an invalid one."""
 
-    lines: list[bytes]
+    lines: Sequence[bytes]
     model: str | None
     errors: list[dict[str, Any]]
 
@@ -32,18 +87,19 @@ def _error(code: str, message: str, line: int | None) -> dict[str, Any]:
     return {"code": code, "message": message, "param": None, "line": line}
 
 
-def validate_input(data: bytes, endpoint: str) -> Validated:
-    """Check every line of ``data`` against the batch's ``endpoint``."""
-    lines: list[bytes] = []
+def validate_input(data: bytes | Path, endpoint: str) -> Validated:
+    """Check every line of ``data`` (bytes, or a file read through a memory map)."""
+    lines = Lines.of_file(data) if isinstance(data, Path) else Lines(data)
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
     model: str | None = None
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    for number, start, end in lines.numbered():
+        raw = lines.raw(start, end)
         if not raw.strip():
             continue
         if len(errors) >= MAX_ERRORS:
             break
-        lines.append(raw)
+        lines.keep(start, end)
         try:
             req = orjson.loads(raw)
         except orjson.JSONDecodeError:
