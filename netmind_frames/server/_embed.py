@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import InvalidRequest
+from ._engine import InvalidRequest, require_model
 from ._envelope import error_body
 
 DEFAULT_DIMENSIONS = 256
@@ -46,13 +46,7 @@ def vector(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> np.ndarray:
 
 
 def _inputs(body: Any) -> tuple[str, list[str], int, str]:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", None, "invalid_type")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest(
-            "You must provide a model parameter.", "model", "missing_required_parameter"
-        )
+    model = require_model(body)
     raw = body.get("input")
     texts = [raw] if isinstance(raw, str) else raw
     if not isinstance(texts, list) or not texts:

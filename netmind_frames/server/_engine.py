@@ -72,8 +72,8 @@ def _limit(body: dict[str, Any]) -> int | None:
     return min(limits) if limits else None
 
 
-def _parse(body: Any) -> tuple[str, list[str], str]:
-    """Check the model and messages; return the model, every message's text, last user text."""
+def require_model(body: Any) -> str:
+    """Check that a request body is a JSON object naming a model; return the model."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", None, "invalid_type")
     model = body.get("model")
@@ -81,6 +81,12 @@ def _parse(body: Any) -> tuple[str, list[str], str]:
         raise InvalidRequest(
             "You must provide a model parameter.", "model", "missing_required_parameter"
         )
+    return model
+
+
+def _parse(body: Any) -> tuple[str, list[str], str]:
+    """Check the model and messages; return the model, every message's text, last user text."""
+    model = require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("'messages' must be a list of messages.", "messages", "invalid_type")

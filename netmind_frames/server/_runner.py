@@ -33,7 +33,7 @@ from ._hooks import ExecutionLog
 from ._ids import fast_hex
 from ._store import Store
 from ._upstream import Stopped, Upstream
-from ._validate import validate_input
+from ._validate import Validated, validate_input
 
 logger = logging.getLogger("netmind_frames.server")
 
@@ -207,6 +207,15 @@ class Runner:
         job = self._jobs.get(batch_id)
         if job is not None:
             return job
+        read = self._read_input(batch_id)
+        if read is None:
+            return None
+        checked, seed, shuffle = read
+        return self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
+
+    def _read_input(self, batch_id: str) -> tuple[Validated, int, bool] | None:
+        """The batch's input file, validated, with its shuffle settings; None (and the batch
+        failed) when the file is gone."""
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             file_id, endpoint = rec.obj["input_file_id"], rec.obj["endpoint"]
@@ -214,8 +223,7 @@ class Runner:
         if self.store.get_file(file_id) is None:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return None
-        checked = validate_input(self.store.data_path(file_id), endpoint)
-        return self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
+        return validate_input(self.store.data_path(file_id), endpoint), seed, shuffle
 
     def _remember(self, batch_id: str, lines: Sequence[bytes], *, seed: int, shuffle: bool) -> _Job:
         order = list(range(len(lines)))
@@ -226,14 +234,10 @@ class Runner:
         return job
 
     def _validate(self, batch_id: str) -> int:
-        with self.store.lock:
-            rec = self.store.batch_record(batch_id)
-            file_id, endpoint = rec.obj["input_file_id"], rec.obj["endpoint"]
-            seed, shuffle = rec.seed, rec.shuffle
-        if self.store.get_file(file_id) is None:
-            self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
+        read = self._read_input(batch_id)
+        if read is None:
             return _HOT
-        checked = validate_input(self.store.data_path(file_id), endpoint)
+        checked, seed, shuffle = read
         with self.store.lock:
             if self.store.batch_record(batch_id).obj["status"] != "validating":
                 return _HOT  # cancelled meanwhile
