@@ -5,6 +5,11 @@ in the output file, ~5% failures in the error file, half of them HTTP errors (sh
 half never executed (shape b). Times ``collect_results`` + ``join_results`` end to end, best
 of a few runs, and prints the peak RSS.
 
+Then it splits that time: the JSON reader alone (``pyarrow.json.read_json`` with the pruned
+line schema the library uses), and the reader's floor on the same bytes (a schema of
+``custom_id`` only: every byte is still tokenised, almost nothing is built). Lines/s depends
+on bytes/line; OpenAI-shaped lines are ~500 bytes here, real ones often more.
+
     python benchmarks/bench_parse.py --rows 1000000
 """
 
@@ -18,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 from bench_build import make_frame, peak_rss_mib
 
 from netmind_frames._requests import CHAT_ENDPOINT, RequestPlan, Shard
-from netmind_frames._results import ShardOutcome, collect_results, join_results
+from netmind_frames._results import CHAT_FORMAT, ShardOutcome, collect_results, join_results
 
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 ANSWERS = [
@@ -125,6 +131,25 @@ def main() -> None:
     print(f"parse + join: {best:.3f} s  ->  {args.rows / best:,.0f} lines/s, "
           f"{size / best / 2**20:,.0f} MiB/s (CPU time {best_cpu:.3f} s)  {statuses}")  # fmt: skip
     print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_files(args.rows, Path(tmp))
+        for name, schema in (
+            ("JSON reader alone (pruned line schema)", CHAT_FORMAT.line_schema),
+            ("JSON reader floor (custom_id only)", pa.schema([("custom_id", pa.string())])),
+        ):
+            seconds = min(_read_seconds(files, schema) for _ in range(args.runs))
+            print(f"{name}: {seconds:.3f} s  ->  {args.rows / seconds:,.0f} lines/s, "
+                  f"{size / seconds / 2**20:,.0f} MiB/s")  # fmt: skip
+    print(f"bytes/line: {size / args.rows:,.0f}")
+
+
+def _read_seconds(files: list[Path], schema: pa.Schema) -> float:
+    """Seconds for ``read_json`` over ``files`` with ``schema``, as ``_results`` calls it."""
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    start = time.perf_counter()
+    for path in files:
+        pj.read_json(path, read_options=pj.ReadOptions(block_size=4 << 20), parse_options=options)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from ._config import (
 from ._connection import Connection, connect
 from ._embeddings import check_embedding_columns
 from ._errors import ConfigurationError, InputError
-from ._job import BatchJob
+from ._job import BatchJob, check_seconds, check_timeout
 from ._journal import JobRecord, Journal
 from ._options import JobOptions
 from ._requests import EMBEDDINGS_ENDPOINT, build_plan, check_custom_ids
@@ -167,7 +167,7 @@ def batch_complete(
             **params,
         )
         return run.result()
-    _check_timeout(timeout)  # before anything is uploaded
+    check_timeout(timeout)  # before anything is uploaded
     job = submit(
         frame,
         prompt,
@@ -339,7 +339,7 @@ def batch_embed(
             **params,
         )
         return run.result()
-    _check_timeout(timeout)  # before anything is uploaded
+    check_timeout(timeout)  # before anything is uploaded
     try:
         job = _submit_source(
             FrameSource(frame),
@@ -416,7 +416,7 @@ def _submit_source(
     **kwargs: Any,
 ) -> BatchJob:
     _check_positive("max_concurrent_batches", max_concurrent_batches)
-    _check_seconds("poll_interval", poll_interval)
+    check_seconds("poll_interval", poll_interval)
     _check_flags(progress=progress, resubmit=resubmit)
     ready = _prepare(source, prompt, local=local, **kwargs)
     journal = Journal(ready.settings.home)
@@ -805,17 +805,6 @@ def _check_retries(retries: int) -> None:
 def _check_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InputError(f"{name} must be a whole number ≥ 1, not {value!r}.")
-
-
-def _check_seconds(name: str, value: float) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not 0 < value < float("inf"):
-        raise InputError(f"{name} must be a number of seconds > 0, not {value!r}.")
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and timeout != 0:
-        _check_seconds("timeout", timeout)
 
 
 def _check_flags(**flags: bool) -> None:

@@ -40,7 +40,7 @@ with warnings.catch_warnings():
 from ._config import MAX_CONCURRENT_BATCHES
 from ._connection import Connection
 from ._embeddings import join_embeddings
-from ._errors import BatchFailedError
+from ._errors import BatchFailedError, InputError
 from ._journal import Journal
 from ._options import JobOptions
 from ._output import write_joined
@@ -58,6 +58,8 @@ __all__ = [
     "RETRYABLE_CODES",
     "TERMINAL_STATUSES",
     "BatchJob",
+    "check_seconds",
+    "check_timeout",
     "joined_frame",
     "replace_rows",
     "retryable_rows",
@@ -83,6 +85,24 @@ RETRYABLE_CODES = frozenset(
     }
 )
 _RETRYABLE_HTTP = r"^http_(408|409|429|5\d\d)$"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_seconds(name: str, value: float) -> None:
+    """Raise ``InputError`` unless ``value`` is a finite number of seconds > 0."""
+    if not _is_number(value) or not 0 < value < float("inf"):
+        raise InputError(f"{name} must be a number of seconds > 0, not {value!r}.")
+
+
+def check_timeout(timeout: float | None) -> None:
+    """Raise ``InputError`` unless ``timeout`` is None, 0 or a finite number of seconds > 0
+    (the entry points and ``BatchJob``'s waiting methods check it before any request)."""
+    if timeout is None or (_is_number(timeout) and timeout == 0):
+        return
+    check_seconds("timeout", timeout)
 
 
 class BatchJob:
@@ -240,9 +260,11 @@ class BatchJob:
         line that reattaches are printed, and ``KeyboardInterrupt`` is raised again.
 
         Raises:
+            InputError: ``timeout`` is not None, 0 or a finite number of seconds > 0.
             JobTimeoutError: ``timeout`` seconds passed first; the batches keep running.
             BatchFailedError: a batch ended ``failed`` (its ``errors`` are on the exception).
         """
+        check_timeout(timeout)
         self._drive(self._first, self._deadline(timeout), "netmind batch", None)
         return self
 
@@ -253,6 +275,7 @@ class BatchJob:
         ``missing_result``) are sent again as new batches, up to ``retries`` rounds; rows
         with an answer are never sent again.
         """
+        check_timeout(timeout)
         self._finish(timeout)
         with timed("join"):
             results = pa.concat_tables([self._load(c.number) for c in self._plan.chunks])
@@ -273,6 +296,7 @@ class BatchJob:
         """Like ``result()``, but write the joined rows to a Parquet file, chunk by chunk
         when the job's input is a file (memory stays flat); return the count of each status.
         """
+        check_timeout(timeout)
         self._finish(timeout)
         if isinstance(self._source, FileSource):
             spec = self._options.output

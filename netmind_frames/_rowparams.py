@@ -16,6 +16,14 @@ from ._errors import InputError, RowError
 
 RowLabel = Callable[[int], str]
 
+#: Request parameters the OpenAI API types as integers (``CompletionCreateParams``,
+#: ``EmbeddingCreateParams``), plus ``top_k``/``min_tokens`` of vLLM-style servers. A Parquet
+#: round trip turns a nullable int into a float (2 -> 2.0), which strict servers reject.
+INTEGER_PARAMS = frozenset(
+    {"max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs", "best_of",
+     "dimensions", "top_k", "min_tokens"}
+)  # fmt: skip
+
 
 def plain(value: Any) -> Any:
     """``value`` with NumPy arrays (lists read back from Parquet) turned into lists, deeply."""
@@ -30,6 +38,24 @@ def plain(value: Any) -> Any:
 
 def _is_null(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def whole_numbers(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with each float of an integer-only key (``INTEGER_PARAMS``) made an int.
+
+    ``2.0`` becomes ``2``; a NaN or NA is left out (as None is); any other float raises
+    ``ValueError`` naming the key. Values of other keys, and non-floats, are kept as they are.
+    """
+    out = dict(params)
+    for key in [k for k in out if k in INTEGER_PARAMS]:
+        value = out[key]
+        if value is pd.NA or (isinstance(value, (float, np.floating)) and value != value):
+            del out[key]
+        elif isinstance(value, (float, np.floating)):
+            if not float(value).is_integer():
+                raise ValueError(f"{key!r} must be a whole number, not {float(value)!r}")
+            out[key] = int(value)
+    return out
 
 
 def model_groups(
@@ -77,7 +103,9 @@ def params_fragments(
 
     A cell is a dict or null (only ``params`` then). Keys must be strings and not in
     ``reserved``; a key whose value is None is left out (struct columns read from Parquet
-    hold every key of every row). The values must be JSON-serialisable.
+    hold every key of every row). The values must be JSON-serialisable; a float for an
+    integer-only key (``max_tokens``, ``seed``, ...) must be whole and is sent as an int
+    (see :func:`whole_numbers`).
     """
     base = orjson.dumps(dict(params), option=orjson.OPT_SERIALIZE_NUMPY)
     base_fragment = b"," + base[1:-1] if len(base) > 2 else b""
@@ -107,6 +135,12 @@ def params_fragments(
                 )
             if value is not None:
                 row[key] = plain(value)
+        try:
+            row = whole_numbers(row)
+        except ValueError as exc:
+            raise RowError(
+                f"{label(position)}: column {name!r}: {exc}", position=position
+            ) from None
         try:
             merged = orjson.dumps({**params, **row}, option=orjson.OPT_SERIALIZE_NUMPY)
         except (TypeError, orjson.JSONEncodeError) as exc:
