@@ -47,6 +47,7 @@ __all__ = [
     "build_embedding_plan",
     "build_plan",
     "check_custom_ids",
+    "fingerprint_of",
 ]
 
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -76,12 +77,19 @@ class Shard:
     def fingerprint(self) -> str:
         """sha256 hex of ``endpoint + "\\n" + data``: the exactly-once key of the shard.
 
-        Computed on first access: sha256 runs at ~240 MB/s on the reference machine, slower
-        than building the bytes, and a dry run (``to_jsonl``) never needs it.
+        Computed on first access: sha256 runs at ~370 MB/s on the reference machine (no SHA
+        extensions), slower than building the bytes, and a dry run (``to_jsonl``) never needs
+        it. :func:`fingerprint_of` is the same, for hashing many shards in threads.
         """
-        digest = hashlib.sha256(self.endpoint.encode() + b"\n")
-        digest.update(self.data)
-        return digest.hexdigest()
+        return fingerprint_of(self)
+
+
+def fingerprint_of(shard: Shard) -> str:
+    """:attr:`Shard.fingerprint`, computed afresh; safe to call from several threads at once
+    (hashlib releases the GIL while it hashes, so shards hash side by side on several cores)."""
+    digest = hashlib.sha256(shard.endpoint.encode() + b"\n")
+    digest.update(shard.data)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
