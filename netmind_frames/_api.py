@@ -6,7 +6,7 @@ The accessor (``df.netmind``) and the CLI are thin shells over these functions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,31 +14,41 @@ from typing import Any, Literal
 import openai
 import pandas as pd
 
+# ``attach`` lives in ``_attach``; the package, the CLI and ``BatchJob.attach`` import it
+# from here, with the other entry points.
+from ._attach import attach as attach
+from ._attach import remember
+from ._checks import (
+    check_completion_window,
+    check_connection_types,
+    check_flags,
+    check_metadata,
+    check_model,
+    check_positive,
+    check_retries,
+    check_seconds,
+    check_timeout,
+)
 from ._config import (
     MAX_BYTES,
     MAX_CONCURRENT_BATCHES,
     MAX_REQUESTS,
     Settings,
-    resolve_home,
     resolve_settings,
 )
 from ._connection import Connection, connect
 from ._embeddings import check_embedding_columns
-from ._errors import ConfigurationError, InputError
-from ._job import BatchJob, check_seconds, check_timeout
-from ._journal import JobRecord, Journal
+from ._errors import InputError
+from ._job import BatchJob
+from ._journal import Journal
 from ._options import JobOptions
 from ._requests import EMBEDDINGS_ENDPOINT, build_plan, check_custom_ids
 from ._results import check_result_columns
 from ._schema import output_schema, response_format_for
 from ._source import FileSource, FrameSource, Source
-from ._submit import FINGERPRINT_KEY
 from ._sync import SyncRun
 
 log = logging.getLogger("netmind_frames")
-
-#: Metadata allows 16 pairs (batch-api.md §2.1); the library uses two of them.
-_MAX_USER_METADATA = 14
 
 Mode = Literal["batch", "sync", "auto"]
 
@@ -391,7 +401,7 @@ def sync_file(
     """Like :func:`submit_file`, in sync mode: ``run.to_parquet(out)`` sends the rows to the
     synchronous endpoint and writes the joined result (see ``mode`` of
     :func:`batch_complete`)."""
-    _check_positive("max_concurrency", max_concurrency)
+    check_positive("max_concurrency", max_concurrency)
     return _sync_source(FileSource(path), prompt, max_concurrency=max_concurrency, **kwargs)
 
 
@@ -415,9 +425,9 @@ def _submit_source(
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     **kwargs: Any,
 ) -> BatchJob:
-    _check_positive("max_concurrent_batches", max_concurrent_batches)
+    check_positive("max_concurrent_batches", max_concurrent_batches)
     check_seconds("poll_interval", poll_interval)
-    _check_flags(progress=progress, resubmit=resubmit)
+    check_flags(progress=progress, resubmit=resubmit)
     ready = _prepare(source, prompt, local=local, **kwargs)
     journal = Journal(ready.settings.home)
     job = BatchJob(
@@ -430,7 +440,7 @@ def _submit_source(
         max_concurrent_batches=max_concurrent_batches,
         resubmit=resubmit,
     )
-    _remember(journal, job, ready.settings.base_url, ready.options, source, local)
+    remember(journal, job, ready.settings.base_url, ready.options, source, local)
     return job.start()
 
 
@@ -460,7 +470,7 @@ def use_sync(
     InputError for a bad combination."""
     if mode not in ("batch", "sync", "auto"):
         raise InputError(f"mode must be 'batch', 'sync' or 'auto', not {mode!r}.")
-    _check_positive("max_concurrency", max_concurrency)
+    check_positive("max_concurrency", max_concurrency)
     if sync_threshold is not None:
         if isinstance(sync_threshold, bool) or not isinstance(sync_threshold, int):
             raise InputError(f"sync_threshold must be a whole number, not {sync_threshold!r}.")
@@ -503,18 +513,18 @@ def _prepare(
     embed_column: str | None = None,
     **params: Any,
 ) -> _Prepared:
-    _check_completion_window(completion_window)
-    _check_retries(retries)
-    _check_positive("max_requests", max_requests)
-    _check_connection_types(prefix, api_key, base_url, client, local)
+    check_completion_window(completion_window)
+    check_retries(retries)
+    check_positive("max_requests", max_requests)
+    check_connection_types(prefix, api_key, base_url, client, local)
     if chunk_rows is not None:
-        _check_positive("chunk_rows", chunk_rows)
+        check_positive("chunk_rows", chunk_rows)
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
     if source.n_rows == 0:
         raise InputError("the input is empty: there is nothing to send")
-    _check_model(model, model_column)
+    check_model(model, model_column)
     params, schema_json, schema_model = _with_schema(schema, params)
     fields = () if schema_json is None else output_schema(schema_model or schema_json).columns
     if embed_column is None:
@@ -537,7 +547,7 @@ def _prepare(
         params=params,
         prefix=prefix,
         completion_window=completion_window,
-        metadata=_check_metadata(metadata),
+        metadata=check_metadata(metadata),
         retries=retries,
         chunk_rows=chunk_rows,
         embed_column=embed_column,
@@ -546,140 +556,6 @@ def _prepare(
         # Ids are checked per chunk while building; a duplicate across chunks only here.
         check_custom_ids(source.frame, custom_id_column)
     return _Prepared(settings, options, connect(settings, client))
-
-
-def _remember(
-    journal: Journal, job: BatchJob, base_url: str, options: JobOptions, source: Source, local: bool
-) -> None:
-    """Record the job in the journal: its options, its input file, its shards."""
-    journal.save_job(job.id, base_url, options.to_json())
-    journal.save_plan(
-        job.id,
-        base_url,
-        None if source.path is None else str(source.path),
-        job.n_rows,
-        job.shard_keys,
-        local=local,
-    )
-
-
-def attach(
-    job_id_or_batch_ids: str | Sequence[str],
-    *,
-    frame: pd.DataFrame | None = None,
-    input: str | Path | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    client: openai.OpenAI | None = None,
-    provider: str | None = None,
-    local: bool = False,
-    poll_interval: float = 30.0,
-    progress: bool = True,
-    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
-    **options: Any,
-) -> BatchJob:
-    """Rebuild a job from its id (``job-...``, or its batch ids comma-separated), in any process.
-
-    On the machine that submitted the job, the journal knows the call's options, its base URL
-    and (for a file) its input path, so the id is all it needs besides the frame. Elsewhere
-    (or with the journal gone) pass the original call's options too (``prompt=``,
-    ``model=``, ...). Either way the requests are rebuilt and must give the same job id (or,
-    for batch ids, match each batch's fingerprint), so results are never joined to the wrong
-    rows. Shards not submitted yet are submitted, exactly once, by ``wait()``/``result()``.
-
-    Args:
-        frame: the frame the job was submitted from.
-        input: or the input file (default: the one the journal recorded).
-
-    Example:
-        >>> job = attach("job-0123abcd...", frame=df)
-        >>> out = job.result()
-
-    Raises:
-        InputError: no options known for this job, or the job was not submitted from this
-            frame with these options.
-        ConfigurationError: the job ran on another process's local server (``local=True``).
-    """
-    ids = _split_job_id(job_id_or_batch_ids)
-    journal = Journal(resolve_home())
-    job_id = ids[0] if len(ids) == 1 and ids[0].startswith("job-") else None
-    if job_id is None:
-        job_id = journal.job_of_batch(ids[0]) or ",".join(ids)
-    record = journal.job(job_id)
-    if record is not None and record.local and not local:
-        raise ConfigurationError(
-            f"job {job_id} ran on the local batch server of the process that submitted it "
-            "(local=True / --local), which stopped with that process. Run the job again; for "
-            "jobs that outlive a process, run `netmind-frames serve` and pass its --base-url."
-        )
-    if base_url is None and client is None and not local and record is not None:
-        base_url = record.base_url  # where the job was submitted, unless told otherwise
-    settings = resolve_settings(
-        api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
-    )
-    job_options = _attach_options(journal, job_id, settings.max_bytes, options)
-    source = _attach_source(frame, input, record)
-    connection = connect(settings, client)
-    job = BatchJob(
-        connection,
-        journal,
-        job_options,
-        source,
-        poll_interval=poll_interval,
-        progress=progress,
-        max_concurrent_batches=max_concurrent_batches,
-    )
-    if job_id.startswith("job-") and job.id != job_id:
-        raise InputError(
-            f"job {job_id} was not submitted from this input with these options (they make "
-            f"job {job.id}): pass the same frame, prompt, model and parameters as the "
-            "original call."
-        )
-    if job_id.startswith("job-"):
-        known = [journal.shard(settings.base_url, key) for key in job.shard_keys]
-        batch_ids = [None if r is None else r.batch_id for r in known]
-    else:
-        batch_ids = list(_match_batches_to_shards(connection, job.shard_keys, ids))
-    job.use_batches(batch_ids)
-    _remember(journal, job, settings.base_url, job_options, source, local)
-    return job
-
-
-def _attach_source(
-    frame: pd.DataFrame | None, input: str | Path | None, record: JobRecord | None
-) -> Source:
-    if frame is not None:
-        return FrameSource(frame)
-    if input is not None:
-        return FileSource(input)
-    if record is not None and record.input:
-        return FileSource(record.input)
-    raise InputError(
-        "attach needs the job's rows: pass frame=df (or the input file, input='in.parquet')."
-    )
-
-
-def _attach_options(
-    journal: Journal, job_id: str, max_bytes: int, given: dict[str, Any]
-) -> JobOptions:
-    """The job's options: the journal's record, overridden by what the caller passed."""
-    known = set(JobOptions.__dataclass_fields__)
-    stored = journal.job_options(job_id) or {}
-    params = dict(stored.get("params", {}))
-    merged = {**stored}
-    for key, value in given.items():
-        if key in known:
-            merged[key] = value
-        else:
-            params[key] = value  # like batch_complete: unknown keywords are request params
-    merged["params"] = params
-    merged["max_bytes"] = merged.get("max_bytes") or max_bytes
-    if "model" not in merged:
-        raise InputError(
-            f"The journal has no record of job {job_id}: pass the original call's options "
-            "too, e.g. attach(job_id, frame=df, prompt='...', model='...')."
-        )
-    return JobOptions.from_json(merged)
 
 
 def to_jsonl(
@@ -715,7 +591,7 @@ def to_jsonl(
             f"to_jsonl's first argument is the file path, and {path!r} looks like a template: "
             "pass it as prompt=..."
         )
-    _check_model(model, model_column)
+    check_model(model, model_column)
     params, _, _ = _with_schema(schema, params)
     plan = build_plan(
         frame,
@@ -739,41 +615,6 @@ def to_jsonl(
     return target
 
 
-def _match_batches_to_shards(
-    connection: Connection, keys: Sequence[str], batch_ids: list[str]
-) -> list[str]:
-    by_fingerprint: dict[str, str] = {}
-    for batch_id in batch_ids:
-        batch = connection.client.batches.retrieve(batch_id)
-        fingerprint = (batch.metadata or {}).get(FINGERPRINT_KEY)
-        if fingerprint:
-            by_fingerprint[fingerprint] = batch_id
-    missing = [i for i, key in enumerate(keys) if key not in by_fingerprint]
-    if missing or len(batch_ids) != len(keys):
-        raise InputError(
-            f"The batches {', '.join(batch_ids)} were not submitted from this frame with these "
-            f"options ({len(missing)} of {len(keys)} shards have no matching batch): "
-            "pass the same frame, prompt, model and parameters as the original call."
-        )
-    return [by_fingerprint[key] for key in keys]
-
-
-def _split_job_id(job_id_or_batch_ids: str | Sequence[str]) -> list[str]:
-    if isinstance(job_id_or_batch_ids, str):
-        ids = [part.strip() for part in job_id_or_batch_ids.split(",")]
-    else:
-        ids = [str(part).strip() for part in job_id_or_batch_ids]
-    ids = [i for i in ids if i]
-    if not ids:
-        raise InputError("attach needs a job id or at least one batch id.")
-    return ids
-
-
-def _check_model(model: str | None, model_column: str | None) -> None:
-    if model is None and model_column is None:
-        raise InputError("pass model= (every row's model) or model_column= (one per row).")
-
-
 def _with_schema(
     schema: Any, params: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None, Any]:
@@ -787,56 +628,3 @@ def _with_schema(
     spec = output_schema(schema)  # raises InputError for a schema it cannot use
     document = spec.model.model_json_schema() if spec.model is not None else dict(schema)
     return {**params, "response_format": response_format_for(schema)}, document, spec.model
-
-
-def _check_completion_window(completion_window: str) -> None:
-    if completion_window != "24h":
-        raise InputError(
-            f"completion_window must be '24h' (the only window the Batch API accepts), "
-            f"not {completion_window!r}."
-        )
-
-
-def _check_retries(retries: int) -> None:
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise InputError(f"retries must be a whole number ≥ 0, not {retries!r}.")
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a whole number ≥ 1, not {value!r}.")
-
-
-def _check_flags(**flags: bool) -> None:
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise InputError(f"{name} must be True or False, not {value!r}.")
-
-
-def _check_connection_types(
-    prefix: str, api_key: str | None, base_url: str | None, client: Any, local: bool
-) -> None:
-    if not isinstance(prefix, str):
-        raise InputError(f"prefix must be a str (e.g. 'nm_'), not {prefix!r}.")
-    for name, value in (("api_key", api_key), ("base_url", base_url)):
-        if value is not None and not isinstance(value, str):
-            # Never echo an api_key's value: it may be a secret in the wrong argument.
-            raise InputError(f"{name} must be a str, not {type(value).__name__}.")
-    if client is not None and not isinstance(client, openai.OpenAI):
-        raise InputError(f"client must be an openai.OpenAI, not {type(client).__name__}.")
-    _check_flags(local=local)
-
-
-def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InputError(f"metadata must be a dict of strings, not {type(metadata).__name__}.")
-    if len(metadata) > _MAX_USER_METADATA:
-        raise InputError(f"metadata takes at most {_MAX_USER_METADATA} pairs, got {len(metadata)}.")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InputError(f"metadata keys and values must be strings: {key!r}.")
-        if len(key) > 64 or len(value) > 512:
-            raise InputError(f"metadata key {key!r}: keys ≤ 64 and values ≤ 512 characters.")
-    return dict(metadata)

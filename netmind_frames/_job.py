@@ -37,10 +37,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
+from ._checks import check_timeout
 from ._config import MAX_CONCURRENT_BATCHES
 from ._connection import Connection
 from ._embeddings import join_embeddings
-from ._errors import BatchFailedError, InputError
+from ._errors import BatchFailedError
 from ._journal import Journal
 from ._options import JobOptions
 from ._output import write_joined
@@ -58,8 +59,6 @@ __all__ = [
     "RETRYABLE_CODES",
     "TERMINAL_STATUSES",
     "BatchJob",
-    "check_seconds",
-    "check_timeout",
     "joined_frame",
     "replace_rows",
     "retryable_rows",
@@ -85,24 +84,6 @@ RETRYABLE_CODES = frozenset(
     }
 )
 _RETRYABLE_HTTP = r"^http_(408|409|429|5\d\d)$"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_seconds(name: str, value: float) -> None:
-    """Raise ``InputError`` unless ``value`` is a finite number of seconds > 0."""
-    if not _is_number(value) or not 0 < value < float("inf"):
-        raise InputError(f"{name} must be a number of seconds > 0, not {value!r}.")
-
-
-def check_timeout(timeout: float | None) -> None:
-    """Raise ``InputError`` unless ``timeout`` is None, 0 or a finite number of seconds > 0
-    (the entry points and ``BatchJob``'s waiting methods check it before any request)."""
-    if timeout is None or (_is_number(timeout) and timeout == 0):
-        return
-    check_seconds("timeout", timeout)
 
 
 class BatchJob:

@@ -105,7 +105,7 @@ def spool_chunk(
     # sha256 is the slowest step here (~370 MB/s without SHA extensions): hash the shards on
     # every core while this thread writes them out. A pool per call, never one kept for the
     # process: a forked child would inherit a pool without threads and wait forever.
-    workers = max(1, min(len(plan.shards), os.cpu_count() or 1))
+    workers = max(1, min(len(plan.shards), _usable_cores()))
     with ThreadPoolExecutor(workers, thread_name_prefix="netmind-frames-sha256") as pool:
         fingerprints = [pool.submit(fingerprint_of, shard) for shard in plan.shards]
         paths = []
@@ -127,6 +127,13 @@ def spool_chunk(
         custom_ids=plan.custom_ids,
         id_offset=plan.first_position,
     )
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _spooled(shard: Shard, index: int, chunk: int, path: Path, fingerprint: str) -> SpooledShard:

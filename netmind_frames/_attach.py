@@ -1,0 +1,187 @@
+"""Re-attaching to a job by its id (or its batch ids), in any process.
+
+Also the journal record that makes re-attaching by the id alone possible (``remember``,
+which ``_api`` calls for every job it submits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import openai
+import pandas as pd
+
+from ._config import MAX_CONCURRENT_BATCHES, resolve_home, resolve_settings
+from ._connection import Connection, connect
+from ._errors import ConfigurationError, InputError
+from ._job import BatchJob
+from ._journal import JobRecord, Journal
+from ._options import JobOptions
+from ._source import FileSource, FrameSource, Source
+from ._submit import FINGERPRINT_KEY
+
+
+def remember(
+    journal: Journal, job: BatchJob, base_url: str, options: JobOptions, source: Source, local: bool
+) -> None:
+    """Record the job in the journal: its options, its input file, its shards."""
+    journal.save_job(job.id, base_url, options.to_json())
+    journal.save_plan(
+        job.id,
+        base_url,
+        None if source.path is None else str(source.path),
+        job.n_rows,
+        job.shard_keys,
+        local=local,
+    )
+
+
+def attach(
+    job_id_or_batch_ids: str | Sequence[str],
+    *,
+    frame: pd.DataFrame | None = None,
+    input: str | Path | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    client: openai.OpenAI | None = None,
+    provider: str | None = None,
+    local: bool = False,
+    poll_interval: float = 30.0,
+    progress: bool = True,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    **options: Any,
+) -> BatchJob:
+    """Rebuild a job from its id (``job-...``, or its batch ids comma-separated), in any process.
+
+    On the machine that submitted the job, the journal knows the call's options, its base URL
+    and (for a file) its input path, so the id is all it needs besides the frame. Elsewhere
+    (or with the journal gone) pass the original call's options too (``prompt=``,
+    ``model=``, ...). Either way the requests are rebuilt and must give the same job id (or,
+    for batch ids, match each batch's fingerprint), so results are never joined to the wrong
+    rows. Shards not submitted yet are submitted, exactly once, by ``wait()``/``result()``.
+
+    Args:
+        frame: the frame the job was submitted from.
+        input: or the input file (default: the one the journal recorded).
+
+    Example:
+        >>> job = attach("job-0123abcd...", frame=df)
+        >>> out = job.result()
+
+    Raises:
+        InputError: no options known for this job, or the job was not submitted from this
+            frame with these options.
+        ConfigurationError: the job ran on another process's local server (``local=True``).
+    """
+    ids = _split_job_id(job_id_or_batch_ids)
+    journal = Journal(resolve_home())
+    job_id = ids[0] if len(ids) == 1 and ids[0].startswith("job-") else None
+    if job_id is None:
+        job_id = journal.job_of_batch(ids[0]) or ",".join(ids)
+    record = journal.job(job_id)
+    if record is not None and record.local and not local:
+        raise ConfigurationError(
+            f"job {job_id} ran on the local batch server of the process that submitted it "
+            "(local=True / --local), which stopped with that process. Run the job again; for "
+            "jobs that outlive a process, run `netmind-frames serve` and pass its --base-url."
+        )
+    if base_url is None and client is None and not local and record is not None:
+        base_url = record.base_url  # where the job was submitted, unless told otherwise
+    settings = resolve_settings(
+        api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
+    )
+    job_options = _attach_options(journal, job_id, settings.max_bytes, options)
+    source = _attach_source(frame, input, record)
+    connection = connect(settings, client)
+    job = BatchJob(
+        connection,
+        journal,
+        job_options,
+        source,
+        poll_interval=poll_interval,
+        progress=progress,
+        max_concurrent_batches=max_concurrent_batches,
+    )
+    if job_id.startswith("job-") and job.id != job_id:
+        raise InputError(
+            f"job {job_id} was not submitted from this input with these options (they make "
+            f"job {job.id}): pass the same frame, prompt, model and parameters as the "
+            "original call."
+        )
+    if job_id.startswith("job-"):
+        known = [journal.shard(settings.base_url, key) for key in job.shard_keys]
+        batch_ids = [None if r is None else r.batch_id for r in known]
+    else:
+        batch_ids = list(_match_batches_to_shards(connection, job.shard_keys, ids))
+    job.use_batches(batch_ids)
+    remember(journal, job, settings.base_url, job_options, source, local)
+    return job
+
+
+def _attach_source(
+    frame: pd.DataFrame | None, input: str | Path | None, record: JobRecord | None
+) -> Source:
+    if frame is not None:
+        return FrameSource(frame)
+    if input is not None:
+        return FileSource(input)
+    if record is not None and record.input:
+        return FileSource(record.input)
+    raise InputError(
+        "attach needs the job's rows: pass frame=df (or the input file, input='in.parquet')."
+    )
+
+
+def _attach_options(
+    journal: Journal, job_id: str, max_bytes: int, given: dict[str, Any]
+) -> JobOptions:
+    """The job's options: the journal's record, overridden by what the caller passed."""
+    known = set(JobOptions.__dataclass_fields__)
+    stored = journal.job_options(job_id) or {}
+    params = dict(stored.get("params", {}))
+    merged = {**stored}
+    for key, value in given.items():
+        if key in known:
+            merged[key] = value
+        else:
+            params[key] = value  # like batch_complete: unknown keywords are request params
+    merged["params"] = params
+    merged["max_bytes"] = merged.get("max_bytes") or max_bytes
+    if "model" not in merged:
+        raise InputError(
+            f"The journal has no record of job {job_id}: pass the original call's options "
+            "too, e.g. attach(job_id, frame=df, prompt='...', model='...')."
+        )
+    return JobOptions.from_json(merged)
+
+
+def _match_batches_to_shards(
+    connection: Connection, keys: Sequence[str], batch_ids: list[str]
+) -> list[str]:
+    by_fingerprint: dict[str, str] = {}
+    for batch_id in batch_ids:
+        batch = connection.client.batches.retrieve(batch_id)
+        fingerprint = (batch.metadata or {}).get(FINGERPRINT_KEY)
+        if fingerprint:
+            by_fingerprint[fingerprint] = batch_id
+    missing = [i for i, key in enumerate(keys) if key not in by_fingerprint]
+    if missing or len(batch_ids) != len(keys):
+        raise InputError(
+            f"The batches {', '.join(batch_ids)} were not submitted from this frame with these "
+            f"options ({len(missing)} of {len(keys)} shards have no matching batch): "
+            "pass the same frame, prompt, model and parameters as the original call."
+        )
+    return [by_fingerprint[key] for key in keys]
+
+
+def _split_job_id(job_id_or_batch_ids: str | Sequence[str]) -> list[str]:
+    if isinstance(job_id_or_batch_ids, str):
+        ids = [part.strip() for part in job_id_or_batch_ids.split(",")]
+    else:
+        ids = [str(part).strip() for part in job_id_or_batch_ids]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise InputError("attach needs a job id or at least one batch id.")
+    return ids
