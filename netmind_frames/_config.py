@@ -62,9 +62,16 @@ def detect_provider(base_url: str) -> Provider:
 
 
 def netmind_files_url(base_url: str) -> str:
-    """Netmind's File API lives at the origin's ``/v1/files``, not under the inference base."""
+    """Netmind's File API: ``/v1/files`` beside the inference base, not under it.
+
+    The base URL without its ``/inference-api/openai/v1`` suffix, plus ``/v1/files``, as
+    Netmind's own SDK builds it (so a proxy's path prefix is kept); for a base URL without the
+    suffix (``provider="netmind"`` forced), the origin's ``/v1/files``.
+    """
     parts = urlsplit(base_url)
-    return f"{parts.scheme}://{parts.netloc}/v1/files"
+    path = parts.path.rstrip("/")
+    prefix = path[: -len(NETMIND_PATH_SUFFIX)] if path.endswith(NETMIND_PATH_SUFFIX) else ""
+    return f"{parts.scheme}://{parts.netloc}{prefix}/v1/files"
 
 
 def resolve_settings(

@@ -162,7 +162,9 @@ class NetmindFiles:
 def download_url_from(response: httpx2.Response) -> str:
     """Read the download URL from any of the shapes Netmind may answer (design.md, Providers).
 
-    A JSON object with ``presigned_url`` or ``url``, a JSON string, or the URL as plain text.
+    A JSON object with ``presigned_url`` (what Netmind's own SDK reads: its ``retrieve_url``
+    casts the answer to ``{id, presigned_url}``) or ``url``, a JSON string, or the URL as plain
+    text.
     """
     text = response.text.strip()
     try:

@@ -23,10 +23,23 @@ def test_provider_is_detected_from_the_base_url(url, provider):
     assert detect_provider(url) == provider
 
 
-def test_netmind_files_live_at_the_origin():
-    assert netmind_files_url("https://api.netmind.ai/inference-api/openai/v1") == (
-        "https://api.netmind.ai/v1/files"
-    )
+@pytest.mark.parametrize(
+    ("base_url", "files_url"),
+    [
+        ("https://api.netmind.ai/inference-api/openai/v1", "https://api.netmind.ai/v1/files"),
+        ("https://api.netmind.ai/inference-api/openai/v1/", "https://api.netmind.ai/v1/files"),
+        # behind a proxy's path prefix, the files sit beside the inference base, as in
+        # Netmind's own SDK (it strips the suffix from the base URL)
+        (
+            "https://gw.example/netmind/inference-api/openai/v1",
+            "https://gw.example/netmind/v1/files",
+        ),
+        # provider="netmind" forced on another path: the origin's /v1/files
+        ("https://gw.example/llm/v1", "https://gw.example/v1/files"),
+    ],
+)
+def test_netmind_files_live_beside_the_inference_base(base_url, files_url):
+    assert netmind_files_url(base_url) == files_url
 
 
 def test_keyword_beats_environment_beats_default(monkeypatch):
