@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openai
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +36,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
+from ._cancel import cancel_batches
 from ._checks import check_timeout
 from ._config import MAX_CONCURRENT_BATCHES
 from ._connection import Connection
@@ -297,26 +297,31 @@ class BatchJob:
             counts = Counter(out[self._options.prefix + "status"].astype(str))
         return dict(counts)
 
-    def cancel(self) -> BatchJob:
+    def cancel(self, timeout: float | None = None) -> BatchJob:
         """Cancel every batch still running, submit no more, and wait until each is terminal.
 
         Rows that finished keep their answers; ``result()`` then gives the rest the status
-        ``cancelled``.
+        ``cancelled``. A cancelled batch stays ``cancelling`` until its in-flight requests
+        finish (up to 10 minutes on Netmind).
+
+        Raises:
+            InputError: ``timeout`` is not None, 0 or a finite number of seconds > 0.
+            JobTimeoutError: ``timeout`` seconds passed first; the batches go on cancelling,
+                and ``cancel()`` again waits for them.
         """
+        check_timeout(timeout)
         self._cancelled = True
         self._journal.mark_cancelled(self.id)
-        ids = [*self.batch_ids, *self.retry_batch_ids]
-        for batch in self._driver.fetch(ids):
-            if batch.status not in TERMINAL_STATUSES and batch.status != "cancelling":
-                try:
-                    self._connection.client.batches.cancel(batch.id)
-                except (openai.BadRequestError, openai.ConflictError):
-                    # It finished between the fetch and the cancel: nothing left to cancel.
-                    log.info("batch %s finished before it could be cancelled", batch.id)
-        delay = 0.05
-        while not all(b.status in TERMINAL_STATUSES for b in self._driver.fetch(ids)):
-            self._driver.sleep(delay)
-            delay = min(delay * 1.5, self._driver.poll_interval)
+        cancel_batches(
+            self._connection.client,
+            self._driver.fetch,
+            [*self.batch_ids, *self.retry_batch_ids],
+            job_id=self.id,
+            poll_interval=self._driver.poll_interval,
+            deadline=self._deadline(timeout),
+            clock=self._driver.clock,
+            sleep=self._driver.sleep,
+        )
         return self
 
     # -- driving rounds -------------------------------------------------------------------

@@ -40,8 +40,8 @@ PENDING = "pending"
 _FIRST_POLL = 1.0
 _BACKOFF = 1.5
 #: Polls in a row that may fail (network, 5xx) before the error is raised.
-_POLL_FAILURES = 30
-_TRANSIENT = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+POLL_FAILURES = 30
+TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
 
 @dataclass
@@ -185,10 +185,10 @@ class Driver:
             try:
                 self.fetch(live)
                 failures = 0
-            except _TRANSIENT:
+            except TRANSIENT_ERRORS:
                 # A blip while polling a 24-hour batch is no reason to give up on it.
                 failures += 1
-                if failures >= _POLL_FAILURES:
+                if failures >= POLL_FAILURES:
                     raise
                 log.info("poll failed; trying again in %.1f s", delay)
             else:

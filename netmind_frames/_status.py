@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ._cancel import cancel_batches
+from ._checks import check_timeout
 from ._config import resolve_home, resolve_settings
 from ._connection import connect
 from ._errors import ConfigurationError, InputError
 from ._journal import JobRecord, Journal
-from ._rounds import TERMINAL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -67,23 +68,27 @@ def job_shards(job_id: str, **connection: Any) -> tuple[JobRecord, list[ShardSta
     return record, states
 
 
-def cancel_job(job_id: str, **connection: Any) -> list[ShardState]:
+def cancel_job(
+    job_id: str, timeout: float | None = None, poll_interval: float = 5.0, **connection: Any
+) -> list[ShardState]:
     """Cancel a job's running batches, mark it so no more shards are submitted, and wait
-    until every batch is terminal; the final shard states."""
+    until every batch is terminal (``JobTimeoutError`` after ``timeout`` seconds); the final
+    shard states."""
+    check_timeout(timeout)
     journal, record = job_record(job_id)
     journal.mark_cancelled(job_id)
-    client = _client(record, connection)
+    client = _client(record, dict(connection))
     _, states = job_shards(job_id, **connection)
-    for state in states:
-        if state.batch_id and state.status not in TERMINAL_STATUSES | {"cancelling"}:
-            client.batches.cancel(state.batch_id)
-    delay = 0.05
-    while True:
-        _, states = job_shards(job_id, **connection)
-        if all(s.status in TERMINAL_STATUSES for s in states):
-            return states
-        time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
+    batch_ids = [s.batch_id for s in states if s.batch_id]
+    cancel_batches(
+        client,
+        lambda ids: [client.batches.retrieve(i) for i in ids],
+        batch_ids,
+        job_id=job_id,
+        poll_interval=poll_interval,
+        deadline=None if timeout is None else time.monotonic() + timeout,
+    )
+    return job_shards(job_id, **connection)[1]
 
 
 def _client(record: JobRecord, connection: dict[str, Any]) -> Any:

@@ -310,6 +310,11 @@ def _add_job_commands(subparsers: Any) -> None:
     for p in (wait, result):
         p.add_argument("--input", type=Path, help="the input file (default: the journal's)")
         _add_wait_options(p)
+    cancel.add_argument(
+        "--timeout",
+        type=float,
+        help="stop waiting for 'cancelling' batches after this many seconds (they go on)",
+    )
     for p in (status, wait, result, cancel):
         _add_connection_options(p, local=False)
     status.set_defaults(handler=_run_status, command="status")
@@ -413,7 +418,7 @@ def _run_result(args: argparse.Namespace) -> int:
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
-    states = cancel_job(args.job, **_connection(args))
+    states = cancel_job(args.job, timeout=args.timeout, **_connection(args))
     statuses = ", ".join(f"{s.status}" for s in states)
     print(f"job {args.job}: cancelled ({statuses})", file=sys.stderr)
     return EXIT_OK

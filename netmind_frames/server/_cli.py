@@ -157,6 +157,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="seconds after creation at which unfinished batches expire (default: never)",
     )
+    p.add_argument(
+        "--cancel-after",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="seconds a cancelled batch stays 'cancelling' (Netmind: up to 600; default 0)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of shuffle and injected failures")
     p.add_argument(
         "--data-dir",
@@ -263,6 +270,7 @@ def run_serve(
         corrupt_rate=args.corrupt_rate,
         endpoints=args.endpoints,
         expire_after=args.expire_after,
+        cancel_after=args.cancel_after,
         seed=args.seed,
         data_dir=args.data_dir,
         api_key=api_key,

@@ -92,6 +92,9 @@ class Runner:
     upstream:
         Send requests there instead of answering them with the echo engine (``corrupt_rate``
         does not apply; ``fail_rate`` rows are answered locally and never sent).
+    cancel_after:
+        Seconds a cancelled batch stays ``cancelling`` (no request starts meanwhile) before it
+        ends ``cancelled``; Netmind finishes in-flight requests first, for up to 10 minutes.
     """
 
     def __init__(
@@ -103,8 +106,11 @@ class Runner:
         log: ExecutionLog | None = None,
         corrupt_rate: float = 0.0,
         upstream: Upstream | None = None,
+        cancel_after: float = 0.0,
     ) -> None:
         self.store = store
+        self.cancel_after = cancel_after
+        self._cancel_seen: dict[str, float] = {}  # batch id -> when the runner saw the cancel
         self.upstream = upstream
         self.seconds_per_request = seconds_per_request
         self.fail_rate = fail_rate
@@ -168,6 +174,10 @@ class Runner:
         if status == "validating":
             return self._validate(batch_id)
         if status == "cancelling":
+            seen = self._cancel_seen.setdefault(batch_id, time.monotonic())
+            if time.monotonic() - seen < self.cancel_after:
+                return _TIMED
+            self._cancel_seen.pop(batch_id, None)
             self._end(batch_id, "cancelled")
             return _HOT
         if status == "finalizing":

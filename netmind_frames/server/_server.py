@@ -43,6 +43,9 @@ class LocalBatchServer:
         dropped after the call was processed; presigned URLs included (seeded).
     expire_after:
         Seconds after creation at which an unfinished batch expires; None never.
+    cancel_after:
+        Seconds a cancelled batch stays ``cancelling`` before it ends ``cancelled`` (no request
+        starts meanwhile); 0 (default) ends it at once. Netmind takes up to 10 minutes.
     seed:
         Seed of the output shuffle, ``fail_rate`` and ``fault_rate``.
     data_dir:
@@ -107,6 +110,7 @@ class LocalBatchServer:
         fail_rate: float = 0.0,
         fault_rate: float = 0.0,
         expire_after: float | None = None,
+        cancel_after: float = 0.0,
         seed: int = 0,
         data_dir: str | os.PathLike[str] | None = None,
         api_key: str | None = None,
@@ -135,6 +139,8 @@ class LocalBatchServer:
                 raise ValueError(f"{name} must be between 0 and 1")
         if expire_after is not None and expire_after < 0:
             raise ValueError("expire_after must be >= 0 or None")
+        if not 0 <= cancel_after < float("inf"):
+            raise ValueError("cancel_after must be >= 0 seconds")
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         if api_key is not None and not api_key:
@@ -156,6 +162,7 @@ class LocalBatchServer:
         self.corrupt_rate = float(corrupt_rate)
         self.fault_rate = float(fault_rate)
         self.expire_after = expire_after
+        self.cancel_after = float(cancel_after)
         self.seed = int(seed)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._api_key = api_key
@@ -316,6 +323,7 @@ class LocalBatchServer:
                 log=self._log,
                 corrupt_rate=self.corrupt_rate,
                 upstream=upstream,
+                cancel_after=self.cancel_after,
             )
             context = Context(
                 store=store,
