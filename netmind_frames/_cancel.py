@@ -17,7 +17,7 @@ from typing import Any
 import openai
 
 from ._errors import JobTimeoutError
-from ._rounds import POLL_FAILURES, TERMINAL_STATUSES, TRANSIENT_ERRORS
+from ._rounds import POLL_FAILURES, TERMINAL_STATUSES, TRANSIENT_ERRORS, cancel_running
 
 log = logging.getLogger("netmind_frames")
 
@@ -42,14 +42,7 @@ def cancel_batches(
     cancel is left as it is. ``deadline`` is on ``clock``; passing it raises
     ``JobTimeoutError`` carrying ``job_id``.
     """
-    for batch in fetch(batch_ids):
-        if batch.status in TERMINAL_STATUSES or batch.status == "cancelling":
-            continue
-        try:
-            client.batches.cancel(batch.id)
-        except (openai.BadRequestError, openai.ConflictError):
-            # It finished between the fetch and the cancel: nothing left to cancel.
-            log.info("batch %s finished before it could be cancelled", batch.id)
+    cancel_running(client, [(b.id, str(b.status)) for b in fetch(batch_ids)])
     delay, failures, told = _FIRST_POLL, 0, False
     waiting: list[Any] = []
     while True:

@@ -44,6 +44,21 @@ POLL_FAILURES = 30
 TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
 
+def cancel_running(client: openai.OpenAI, batches: Sequence[tuple[str, str | None]]) -> None:
+    """Cancel each ``(batch id, status last seen)`` that may still run (None: not seen yet).
+
+    A batch that finished between that status and its cancel (the server answers 400 or
+    409) is left as it is.
+    """
+    for batch_id, status in batches:
+        if status in TERMINAL_STATUSES or status == "cancelling":
+            continue
+        try:
+            client.batches.cancel(batch_id)
+        except (openai.BadRequestError, openai.ConflictError):
+            log.info("batch %s finished before it could be cancelled", batch_id)
+
+
 @dataclass
 class Round:
     """The shards of one round (0: every row; 1, 2, ...: retried rows) and their batches."""
@@ -92,10 +107,7 @@ class Driver:
 
     def submit_ready(self, rnd: Round) -> int:
         """Submit pending shards while fewer than ``max_concurrent`` run; how many were."""
-        if None not in rnd.batch_ids:
-            return 0
-        self.cancelled = self.cancelled or self.check_cancelled()
-        if self.cancelled:
+        if None not in rnd.batch_ids or self.notice_cancel(rnd):
             return 0
         running = sum(1 for b in rnd.batch_ids if b is not None and not self.is_terminal(b))
         submitted = 0
@@ -121,6 +133,26 @@ class Driver:
             running += 1
             submitted += 1
         return submitted
+
+    def notice_cancel(self, rnd: Round) -> bool:
+        """Whether the job was cancelled, maybe by another process (``netmind-frames cancel``).
+
+        That process knows only the first round's batches (the journal's), so on first
+        noticing, this one cancels the running batches of ``rnd`` too: a retry round's are
+        known here only.
+        """
+        if self.cancelled:
+            return True
+        if not self.check_cancelled():
+            return False
+        seen = [(b, getattr(self.batches.get(b), "status", None)) for b in rnd.batch_ids if b]
+        try:
+            cancel_running(self.connection.client, seen)
+        except TRANSIENT_ERRORS:
+            log.info("cancelling this round's batches failed; trying again at the next poll")
+            return True
+        self.cancelled = True
+        return True
 
     # -- polling --------------------------------------------------------------------------
 
@@ -180,6 +212,7 @@ class Driver:
         failures = 0
         shards = rnd.shards
         while True:
+            self.notice_cancel(rnd)
             self.submit_ready(rnd)
             live = [b for b in rnd.batch_ids if b is not None and not self.is_terminal(b)]
             try:

@@ -127,3 +127,36 @@ def test_cancel_checks_its_timeout_before_cancelling_anything(server, timeout):
 def test_cancel_after_must_be_a_non_negative_number():
     with pytest.raises(ValueError, match="cancel_after"):
         LocalBatchServer(cancel_after=-1)
+
+
+def test_a_cli_cancel_reaches_the_retry_round_of_the_process_that_waits(dialect):
+    """`netmind-frames cancel` knows the first round's batches only (the journal's); the
+    process running a retry round cancels that round's batches when it notices the cancel."""
+    import threading
+
+    from netmind_frames._status import cancel_job
+
+    with LocalBatchServer(seconds_per_request=0.05, fail_rate=0.5, seed=1) as srv:
+        job = netmind_frames.submit(
+            _frame(), "{text}", model="m", retries=1, **connection_kwargs(srv, dialect)
+        )
+        outcome: dict[str, object] = {}
+        waiter = threading.Thread(target=lambda: outcome.update(out=job.result()), daemon=True)
+        waiter.start()
+        _wait_for(lambda: len(job.retry_batch_ids) == 1, seconds=20)
+        (retry_id,) = job.retry_batch_ids
+        client = job._connection.client
+        _wait_for(lambda: client.batches.retrieve(retry_id).status == "in_progress")
+
+        cancel_job(job.id, base_url=connection_kwargs(srv, dialect)["base_url"],
+                   api_key=srv.api_key)  # fmt: skip
+        waiter.join(timeout=20)
+        assert not waiter.is_alive()
+        retry = client.batches.retrieve(retry_id)
+    assert retry.status == "cancelled"
+    assert retry.request_counts.completed + retry.request_counts.failed < retry.request_counts.total
+    out = outcome["out"]
+    assert isinstance(out, pd.DataFrame) and len(out) == ROWS
+    assert set(out["status"]) <= {"ok", "failed", "cancelled"}
+    ok = out["status"] == "ok"
+    assert (out.loc[ok, "response"] == out.loc[ok, "text"]).all()
