@@ -27,7 +27,13 @@ import pyarrow.json as pj
 from bench_build import make_frame, peak_rss_mib
 
 from netmind_frames._requests import CHAT_ENDPOINT, RequestPlan, Shard
-from netmind_frames._results import CHAT_FORMAT, ShardOutcome, collect_results, join_results
+from netmind_frames._results import (
+    CHAT_FORMAT,
+    READ_OPTIONS,
+    ShardOutcome,
+    collect_results,
+    join_results,
+)
 
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 ANSWERS = [
@@ -127,12 +133,11 @@ def main() -> None:
             out = join_results(frame, table)
             best = min(best, time.perf_counter() - start)
             best_cpu = min(best_cpu, time.process_time() - cpu)
-    statuses = out["status"].value_counts().to_dict()
-    print(f"parse + join: {best:.3f} s  ->  {args.rows / best:,.0f} lines/s, "
-          f"{size / best / 2**20:,.0f} MiB/s (CPU time {best_cpu:.3f} s)  {statuses}")  # fmt: skip
-    print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
-    with tempfile.TemporaryDirectory() as tmp:
-        files = write_files(args.rows, Path(tmp))
+        statuses = out["status"].value_counts().to_dict()
+        print(f"parse + join: {best:.3f} s  ->  {args.rows / best:,.0f} lines/s, "
+              f"{size / best / 2**20:,.0f} MiB/s (CPU time {best_cpu:.3f} s)  "
+              f"{statuses}")  # fmt: skip
+        print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
         for name, schema in (
             ("JSON reader alone (pruned line schema)", CHAT_FORMAT.line_schema),
             ("JSON reader floor (custom_id only)", pa.schema([("custom_id", pa.string())])),
@@ -148,7 +153,7 @@ def _read_seconds(files: list[Path], schema: pa.Schema) -> float:
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     start = time.perf_counter()
     for path in files:
-        pj.read_json(path, read_options=pj.ReadOptions(block_size=4 << 20), parse_options=options)
+        pj.read_json(path, read_options=READ_OPTIONS, parse_options=options)
     return time.perf_counter() - start
 
 

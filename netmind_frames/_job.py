@@ -18,7 +18,6 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,13 @@ from ._embeddings import join_embeddings
 from ._errors import BatchFailedError
 from ._journal import Journal
 from ._options import JobOptions
-from ._output import write_joined
+from ._output import write_result
 from ._results import join_results
 from ._rounds import TERMINAL_STATUSES, Driver, Round
 from ._schema import OutputSchema
 from ._source import FileSource, FrameSource, Source, chunk_rows_for
 from ._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
-from ._structured import check_answers, typed_arrow, typed_frame
+from ._structured import check_answers, typed_frame
 from ._timing import timed
 
 log = logging.getLogger("netmind_frames")
@@ -279,23 +278,9 @@ class BatchJob:
         """
         check_timeout(timeout)
         self._finish(timeout)
-        if isinstance(self._source, FileSource):
-            spec = self._options.output
-            counts = write_joined(
-                self._source,
-                self._chunk_rows,
-                self._load,
-                path,
-                self._options.prefix,
-                columns=self._options.result_columns,
-                extra_columns=None if spec is None else (lambda t: typed_arrow(t, spec)),
-            )
-        else:
-            out = self.result()
-            with timed("write"):
-                out.to_parquet(path)
-            counts = Counter(out[self._options.prefix + "status"].astype(str))
-        return dict(counts)
+        return write_result(
+            path, self._source, self._chunk_rows, self._load, self._options, self.result
+        )
 
     def cancel(self, timeout: float | None = None) -> BatchJob:
         """Cancel every batch still running, submit no more, and wait until each is terminal.

@@ -13,13 +13,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ._errors import InputError
+from ._options import JobOptions
 from ._results import RESULT_COLUMNS
-from ._source import FileSource
+from ._source import FileSource, Source
+from ._structured import typed_arrow
 from ._timing import timed
 
 
@@ -70,3 +73,34 @@ def write_joined(
             writer.close()
         tmp.unlink(missing_ok=True)
     return counts
+
+
+def write_result(
+    path: str | Path,
+    source: Source,
+    chunk_rows: int,
+    results_of: Callable[[int], pa.Table],
+    options: JobOptions,
+    frame_result: Callable[[], pd.DataFrame],
+) -> dict[str, int]:
+    """A job's joined rows to ``path``; the count of each status.
+
+    From a file: chunk by chunk (:func:`write_joined`, memory stays flat). From a frame: the
+    whole ``frame_result()``, which is in memory already.
+    """
+    if not isinstance(source, FileSource):
+        out = frame_result()
+        with timed("write"):
+            out.to_parquet(path)
+        return dict(Counter(out[options.prefix + "status"].astype(str)))
+    spec = options.output
+    counts = write_joined(
+        source,
+        chunk_rows,
+        results_of,
+        path,
+        options.prefix,
+        columns=options.result_columns,
+        extra_columns=None if spec is None else (lambda t: typed_arrow(t, spec)),
+    )
+    return dict(counts)

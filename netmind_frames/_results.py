@@ -28,6 +28,7 @@ from ._errors import ColumnError, InputError, MissingResultWarning
 from ._requests import RequestPlan
 
 __all__ = [
+    "READ_OPTIONS",
     "RESULT_COLUMNS",
     "LineFormat",
     "ShardOutcome",
@@ -63,6 +64,9 @@ _RESPONSE = pa.struct([("status_code", pa.int64()), ("body", _BODY)])
 #: Only the fields we read: the Arrow reader skips everything else in a line. Explicit,
 #: because inference breaks on an all-null ``error`` in the first block of a file.
 _LINE_SCHEMA = pa.schema([("custom_id", pa.string()), ("response", _RESPONSE), ("error", _ERROR)])
+
+#: How result files are read: 4 MiB blocks, parsed on every core.
+READ_OPTIONS = pj.ReadOptions(block_size=4 << 20)
 
 _ANSWERS = pa.schema(
     [
@@ -245,7 +249,7 @@ def _read_lines(file: bytes | Path, fmt: LineFormat) -> _Lines:
         source: Any = pa.BufferReader(data) if data is not None else str(file)
         table = pj.read_json(
             source,
-            read_options=pj.ReadOptions(block_size=4 << 20),
+            read_options=READ_OPTIONS,
             parse_options=pj.ParseOptions(
                 explicit_schema=fmt.line_schema, unexpected_field_behavior="ignore"
             ),

@@ -19,6 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,11 @@ from ._connection import Connection
 from ._embeddings import collect_embeddings
 from ._job import joined_frame, replace_rows, retryable_rows
 from ._options import JobOptions
-from ._output import write_joined
+from ._output import write_result
 from ._requests import RequestPlan
 from ._results import ShardOutcome, collect_results
 from ._source import FileSource, FrameSource, Source, chunk_rows_for
-from ._structured import check_answers, typed_arrow
+from ._structured import check_answers
 
 __all__ = ["SyncRun", "post_line"]
 
@@ -110,7 +111,7 @@ class SyncRun:
     def result(self) -> pd.DataFrame:
         """Send every row, retry rows that failed for a retryable reason (up to ``retries``
         rounds), and return a new frame: the input's columns plus the result columns."""
-        tables = list(self._tables())
+        tables = self._chunk_results
         results = pa.concat_tables(tables) if tables else None
         if isinstance(self._source, FrameSource):
             frame = self._source.frame
@@ -125,25 +126,19 @@ class SyncRun:
 
     def to_parquet(self, path: str | Path) -> dict[str, int]:
         """Like ``result()``, written to a Parquet file; return the count of each status."""
-        if not isinstance(self._source, FileSource):
-            out = self.result()
-            out.to_parquet(path)
-            return {
-                str(k): int(v)
-                for k, v in out[self._options.prefix + "status"].value_counts().items()
-            }
-        tables = list(self._tables())
-        spec = self._options.output
-        counts = write_joined(
+        return write_result(
+            path,
             self._source,
             self._chunk_rows,
-            tables.__getitem__,
-            path,
-            self._options.prefix,
-            columns=self._options.result_columns,
-            extra_columns=None if spec is None else (lambda t: typed_arrow(t, spec)),
+            lambda number: self._chunk_results[number],
+            self._options,
+            self.result,
         )
-        return dict(counts)
+
+    @cached_property
+    def _chunk_results(self) -> list[pa.Table]:
+        """Each chunk's result table; the rows are sent once, however often they are asked for."""
+        return list(self._tables())
 
     # -- running ---------------------------------------------------------------------------
 
