@@ -78,8 +78,8 @@ def cancel_job(
     journal, record = job_record(job_id)
     journal.mark_cancelled(job_id)
     client = _client(record, dict(connection))
-    _, states = job_shards(job_id, **connection)
-    batch_ids = [s.batch_id for s in states if s.batch_id]
+    shards = (journal.shard(record.base_url, key) for key in record.shard_keys)
+    batch_ids = [s.batch_id for s in shards if s is not None and s.batch_id]
     cancel_batches(
         client,
         lambda ids: [client.batches.retrieve(i) for i in ids],

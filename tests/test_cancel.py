@@ -100,10 +100,9 @@ def test_a_batch_that_finishes_before_its_cancel_is_no_error(tmp_path, monkeypat
         submit = ["submit", str(tmp_path / "in.parquet"), "--prompt", "{text}", "--model", "m"]
         assert main([*submit, "--quiet", "--base-url", srv.base_url]) == EXIT_OK
         job_id = capsys.readouterr().out.strip()
-        # `cancel` reads the shard states, then fetches the batches once more before it
-        # cancels: that second fetch is answered at once but held back 1 s, so it reports
-        # the batch as it was, running; the batch (0.3 s of work) completes meanwhile.
-        srv.inject_fault("GET", "/batches/[^/]+", "delay:0", times=1)
+        # `cancel` fetches the batches before it cancels: that fetch is answered at once but
+        # held back 1 s, so it reports the batch as it was, running; the batch (0.3 s of
+        # work) completes meanwhile.
         srv.inject_fault("GET", "/batches/[^/]+", "delay:1.0", times=1)
         assert main(["cancel", job_id]) == EXIT_OK
         assert main(["status", job_id]) == EXIT_OK
