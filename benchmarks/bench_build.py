@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from netmind_frames._requests import build_plan, fingerprint_of
+from netmind_frames.build._requests import build_plan, fingerprint_of
 
 TEXT = (
     "the product arrived on time and works as described but the battery life is shorter than "

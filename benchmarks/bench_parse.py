@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 from bench_build import make_frame, peak_rss_mib
 
-from netmind_frames._requests import CHAT_ENDPOINT, RequestPlan, Shard
-from netmind_frames._results import (
+from netmind_frames.build._requests import CHAT_ENDPOINT, RequestPlan, Shard
+from netmind_frames.results._results import (
     CHAT_FORMAT,
     READ_OPTIONS,
     ShardOutcome,

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from netmind_frames._schema import output_schema, parse_structured
+from netmind_frames.results._schema import output_schema, parse_structured
 
 SCHEMA: dict[str, Any] = {
     "title": "Review",

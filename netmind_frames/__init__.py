@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _accessor  # noqa: F401  (registers df.netmind)
-from ._api import attach, batch_complete, batch_embed, submit, to_jsonl
 from ._errors import (
     BatchFailedError,
     ColumnError,
@@ -24,7 +22,9 @@ from ._errors import (
     NetmindFramesError,
     RowError,
 )
-from ._job import BatchJob
+from .frames import _accessor  # noqa: F401  (registers df.netmind)
+from .frames._api import attach, batch_complete, batch_embed, submit, to_jsonl
+from .jobs._job import BatchJob
 
 if TYPE_CHECKING:
     from .server import LocalBatchServer

@@ -18,12 +18,12 @@ from typing import Any
 import openai
 
 from . import __version__, _timing
-from ._api import attach, submit_file, sync_file, use_sync
-from ._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._errors import NetmindFramesError
-from ._job import BatchJob
-from ._source import FileSource
-from ._status import cancel_job, job_record, job_shards
+from .build._source import FileSource
+from .frames._api import attach, submit_file, sync_file, use_sync
+from .jobs._job import BatchJob
+from .jobs._status import cancel_job, job_record, job_shards
+from .transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ROWS_FAILED = 0, 1, 2, 3
 
@@ -425,8 +425,8 @@ def _run_cancel(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from ._config import resolve_home
-    from ._journal import Journal
+    from .jobs._journal import Journal
+    from .transport._config import resolve_home
 
     jobs = Journal(resolve_home()).recent_jobs(args.limit)
     for job in jobs:

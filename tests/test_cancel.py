@@ -133,7 +133,7 @@ def test_a_cli_cancel_reaches_the_retry_round_of_the_process_that_waits(dialect)
     process running a retry round cancels that round's batches when it notices the cancel."""
     import threading
 
-    from netmind_frames._status import cancel_job
+    from netmind_frames.jobs._status import cancel_job
 
     with LocalBatchServer(seconds_per_request=0.05, fail_rate=0.5, seed=1) as srv:
         job = netmind_frames.submit(

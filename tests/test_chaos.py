@@ -35,9 +35,9 @@ from conftest import connection_kwargs
 
 import netmind_frames
 from netmind_frames import BatchFailedError, LocalBatchServer, batch_complete
-from netmind_frames._config import resolve_settings
-from netmind_frames._connection import connect
 from netmind_frames.cli import main
+from netmind_frames.transport._config import resolve_settings
+from netmind_frames.transport._connection import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 SOAK = bool(os.environ.get("NETMIND_FRAMES_SOAK"))

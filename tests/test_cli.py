@@ -130,7 +130,7 @@ def remote_args(srv: LocalBatchServer, *extra: str) -> list[str]:
 
 def test_a_file_needing_many_shards_keeps_every_row_in_order(tmp_path, server, monkeypatch):
     """Small --max-requests and --max-bytes, few batches at once, several chunks: same rows."""
-    from netmind_frames import _source
+    from netmind_frames.build import _source
 
     monkeypatch.setattr(_source, "CHUNK_TARGET", 40)  # several chunks of a small file
     monkeypatch.setenv("NETMIND_API_KEY", server.api_key)
@@ -153,8 +153,8 @@ def test_a_file_needing_many_shards_keeps_every_row_in_order(tmp_path, server, m
 
 
 def netmind_frames_jobs():
-    from netmind_frames._config import resolve_home
-    from netmind_frames._journal import Journal
+    from netmind_frames.jobs._journal import Journal
+    from netmind_frames.transport._config import resolve_home
 
     return Journal(resolve_home()).recent_jobs()
 

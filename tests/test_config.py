@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from netmind_frames import ConfigurationError
-from netmind_frames._config import detect_provider, netmind_files_url, resolve_settings
+from netmind_frames.transport._config import detect_provider, netmind_files_url, resolve_settings
 
 
 @pytest.mark.parametrize(

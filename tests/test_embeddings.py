@@ -15,15 +15,15 @@ import pyarrow as pa
 import pytest
 from conftest_server import upload, wait_terminal
 
-from netmind_frames._embeddings import (
+from netmind_frames._errors import ColumnError, InputError, MissingResultWarning, RowError
+from netmind_frames.build._requests import EMBEDDINGS_ENDPOINT, RequestPlan, build_embedding_plan
+from netmind_frames.results._embeddings import (
     EMBEDDING_COLUMNS,
     collect_embeddings,
     embedding_matrix,
     join_embeddings,
 )
-from netmind_frames._errors import ColumnError, InputError, MissingResultWarning, RowError
-from netmind_frames._requests import EMBEDDINGS_ENDPOINT, RequestPlan, build_embedding_plan
-from netmind_frames._results import ShardOutcome
+from netmind_frames.results._results import ShardOutcome
 from netmind_frames.server import LocalBatchServer
 
 TEXTS = ["the cat sat", "the cat sat", "a dog barked loudly", "stock prices fell"]
@@ -45,7 +45,7 @@ def test_lines_are_embedding_requests_with_params():
 
 
 def build_plan_fingerprint_as_chat(frame: pd.DataFrame) -> str:
-    from netmind_frames._requests import build_plan
+    from netmind_frames.build._requests import build_plan
 
     return build_plan(frame, prompt_column="t", model="emb").shards[0].fingerprint
 

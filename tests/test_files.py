@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from netmind_frames import FileTransferError
-from netmind_frames._files import NetmindFiles, OpenAIFiles, download_url_from
+from netmind_frames.transport._files import NetmindFiles, OpenAIFiles, download_url_from
 
 PAYLOAD = b'{"a": 1}\n\n{"b": "line\\nwith escapes \xe2\x9c\x93"}\r\n'
 

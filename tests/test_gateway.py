@@ -28,7 +28,7 @@ import pytest
 from conftest_server import content, rows, start_batch, wait_for, wait_terminal
 
 import netmind_frames  # noqa: F401  (registers df.netmind)
-from netmind_frames._answer_lines import answer_line
+from netmind_frames.results._answer_lines import answer_line
 from netmind_frames.server import LocalBatchServer
 from netmind_frames.server._cli import add_serve_parser, run_serve
 from netmind_frames.server._upstream import MAX_WAIT, Upstream, retry_after

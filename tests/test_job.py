@@ -28,10 +28,10 @@ from netmind_frames import (
     LocalBatchServer,
     batch_complete,
 )
-from netmind_frames._config import resolve_settings
-from netmind_frames._connection import connect
-from netmind_frames._journal import Journal
-from netmind_frames._options import JobOptions
+from netmind_frames.jobs._journal import Journal
+from netmind_frames.jobs._options import JobOptions
+from netmind_frames.transport._config import resolve_settings
+from netmind_frames.transport._connection import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from conftest import connection_kwargs
 
 import netmind_frames
 from netmind_frames import LocalBatchServer, RowError
-from netmind_frames._api import submit_file
+from netmind_frames.frames._api import submit_file
 
 
 def round_trip(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

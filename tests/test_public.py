@@ -7,8 +7,8 @@ import inspect
 import pytest
 
 import netmind_frames
-from netmind_frames import _api
-from netmind_frames._accessor import NetmindAccessor
+from netmind_frames.frames import _api
+from netmind_frames.frames._accessor import NetmindAccessor
 
 
 def test_all_is_sorted_and_importable():
@@ -30,3 +30,39 @@ def test_public_names_have_docstrings(name):
     if name == "__version__":
         return
     assert inspect.getdoc(getattr(netmind_frames, name))
+
+
+#: The public surface users import. Moving or renaming any of these breaks user code.
+PUBLIC = [
+    "BatchFailedError",
+    "BatchJob",
+    "ColumnError",
+    "ConfigurationError",
+    "FileTransferError",
+    "InputError",
+    "JobTimeoutError",
+    "LocalBatchServer",
+    "MissingResultWarning",
+    "NetmindFramesError",
+    "RowError",
+    "__version__",
+    "attach",
+    "batch_complete",
+    "batch_embed",
+    "submit",
+    "to_jsonl",
+]
+
+
+def test_public_names_stay_where_users_import_them():
+    import pandas as pd
+
+    from netmind_frames.cli import main
+    from netmind_frames.server import LocalBatchServer
+
+    assert netmind_frames.__all__ == PUBLIC
+    assert netmind_frames.LocalBatchServer is LocalBatchServer
+    assert callable(main) and callable(netmind_frames.BatchJob.attach)
+    accessor = pd.DataFrame({"a": ["x"]}).netmind
+    for method in ("batch_complete", "batch_embed", "submit", "to_jsonl"):
+        assert callable(getattr(accessor, method))

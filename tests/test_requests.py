@@ -1,4 +1,4 @@
-"""Tests of netmind_frames._requests: frame -> request lines, custom_ids and shards."""
+"""Tests of netmind_frames.build._requests: frame -> request lines, custom_ids and shards."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from netmind_frames._errors import ColumnError, InputError, RowError
-from netmind_frames._requests import CHAT_ENDPOINT, CHUNK_ROWS, RequestPlan, build_plan
+from netmind_frames.build._requests import CHAT_ENDPOINT, CHUNK_ROWS, RequestPlan, build_plan
 
 NASTY = [
     "plain",
@@ -622,6 +622,6 @@ def test_messages_with_tool_calls_from_parquet(tmp_path):
 
 
 def test_columns_used_lists_the_per_row_columns():
-    from netmind_frames._requests import columns_used
+    from netmind_frames.build._requests import columns_used
 
     assert columns_used("{a}{b}", model_column="m", params_column="p") == ["a", "b", "m", "p"]

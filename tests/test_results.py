@@ -1,4 +1,4 @@
-"""Tests of netmind_frames._results: result files -> Arrow table -> joined DataFrame."""
+"""Tests of netmind_frames.results._results: result files -> Arrow table -> joined DataFrame."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from netmind_frames._errors import ColumnError, InputError, MissingResultWarning
-from netmind_frames._requests import RequestPlan, build_plan
-from netmind_frames._results import (
+from netmind_frames.build._requests import RequestPlan, build_plan
+from netmind_frames.results._results import (
     RESULT_COLUMNS,
     ShardOutcome,
     check_result_columns,

@@ -15,9 +15,9 @@ import pytest
 from conftest_server import upload, wait_terminal
 
 from netmind_frames._errors import InputError
-from netmind_frames._requests import build_plan
-from netmind_frames._results import ShardOutcome, collect_results, mark_invalid_output
-from netmind_frames._schema import output_schema, parse_structured, response_format_for
+from netmind_frames.build._requests import build_plan
+from netmind_frames.results._results import ShardOutcome, collect_results, mark_invalid_output
+from netmind_frames.results._schema import output_schema, parse_structured, response_format_for
 from netmind_frames.server import LocalBatchServer
 
 pydantic = pytest.importorskip("pydantic")

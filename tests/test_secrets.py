@@ -27,9 +27,9 @@ import pytest
 
 import netmind_frames
 from netmind_frames import JobTimeoutError, LocalBatchServer
-from netmind_frames._config import resolve_settings
-from netmind_frames._connection import connect
-from netmind_frames._journal import Journal
+from netmind_frames.jobs._journal import Journal
+from netmind_frames.transport._config import resolve_settings
+from netmind_frames.transport._connection import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = "sk-nmf-SENTINEL-7f3a9c1e5b2d4a60"

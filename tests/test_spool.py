@@ -7,8 +7,8 @@ import hashlib
 
 import pandas as pd
 
-from netmind_frames._requests import CHAT_ENDPOINT, build_plan
-from netmind_frames._spool import spool_chunk
+from netmind_frames.build._requests import CHAT_ENDPOINT, build_plan
+from netmind_frames.build._spool import spool_chunk
 
 
 def test_each_spooled_shard_keeps_its_own_bytes_and_fingerprint(tmp_path):

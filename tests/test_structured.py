@@ -13,8 +13,8 @@ import pytest
 from conftest import connection_kwargs, uploaded_files
 
 from netmind_frames import ColumnError, InputError, LocalBatchServer, batch_complete
-from netmind_frames._embeddings import EMBEDDING_COLUMNS
 from netmind_frames.cli import EXIT_OK, main
+from netmind_frames.results._embeddings import EMBEDDING_COLUMNS
 
 
 class Author(pydantic.BaseModel):

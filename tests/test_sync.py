@@ -20,8 +20,8 @@ from conftest import connection_kwargs
 
 import netmind_frames
 from netmind_frames import InputError, LocalBatchServer
-from netmind_frames._journal import Journal
 from netmind_frames.cli import EXIT_ERROR, EXIT_OK, main
+from netmind_frames.jobs._journal import Journal
 
 
 class Verdict(pydantic.BaseModel):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._answer_lines import NO_ANSWER, error_envelope
+from ..results._answer_lines import NO_ANSWER, error_envelope
 from ._context import Context, ctx
 from ._embed import embed_with_input
 from ._engine import complete_with_prompt, last_user_text

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
-from .._answer_lines import answer_line, no_answer_line
+from ..results._answer_lines import answer_line, no_answer_line
 
 logger = logging.getLogger("netmind_frames.server")
 

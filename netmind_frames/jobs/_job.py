@@ -1,0 +1,518 @@
+"""BatchJob: the batches of one call, submitted a few at a time, polled under one progress bar.
+
+A job is the plan of one call (its input's rows in chunks, each chunk's requests in shards
+spooled to disk) and the batch of each shard. Its id, ``job-<sha256 prefix>``, is derived from
+the shards' fingerprints, so it is known before anything is submitted and the same rows and
+options always give the same id; the journal maps it to the options, the input file and the
+shards' batches. At most ``max_concurrent_batches`` batches run at once; the rest are
+submitted, each exactly once, as earlier ones finish (by whichever process waits). Rows that
+fail for a reason worth retrying are sent again as new batches, in up to ``retries`` rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as feather
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    # In a notebook without ipywidgets, tqdm.auto warns and falls back to the text bar,
+    # which is what we want anyway: say nothing.
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
+
+from .._errors import BatchFailedError
+from .._timing import timed
+from ..build._source import FileSource, FrameSource, Source, chunk_rows_for
+from ..build._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
+from ..results._embeddings import join_embeddings
+from ..results._results import join_results
+from ..results._schema import OutputSchema
+from ..results._structured import check_answers, typed_frame
+from ..transport._config import MAX_CONCURRENT_BATCHES
+from ..transport._connection import Connection
+from ._attach import find_job, known_batches, remember
+from ._cancel import cancel_batches
+from ._checks import check_timeout
+from ._journal import Journal
+from ._options import JobOptions
+from ._output import write_result
+from ._rounds import TERMINAL_STATUSES, Driver, Round
+
+log = logging.getLogger("netmind_frames")
+
+__all__ = [
+    "RETRYABLE_CODES",
+    "TERMINAL_STATUSES",
+    "BatchJob",
+    "joined_frame",
+    "replace_rows",
+    "retryable_rows",
+]
+
+#: Error codes of rows worth sending again: the request never ran, or failed on the server's
+#: side. A 4xx request error (a bad request) is not retried: it would fail the same way.
+RETRYABLE_CODES = frozenset(
+    {
+        "batch_expired",
+        "missing_result",
+        "server_error",
+        "internal_error",
+        "internal_server_error",
+        "service_unavailable",
+        "overloaded",
+        "rate_limit_exceeded",
+        "invalid_output",
+        "rate_limit_error",
+        "timeout",
+        "request_timeout",
+        "connection_error",
+    }
+)
+_RETRYABLE_HTTP = r"^http_(408|409|429|5\d\d)$"
+
+
+class BatchJob:
+    """The batches submitted for one frame (or file); ``wait()`` for them, then ``result()``.
+
+    Get one from ``df.netmind.submit(...)`` or ``BatchJob.attach(job_id, frame=df)``.
+
+    Example:
+        >>> job = df.netmind.submit("Summarise: {text}", model="m", local=True)
+        >>> job.wait().result()[["text", "response", "status"]]
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        journal: Journal,
+        options: JobOptions,
+        frame: pd.DataFrame | Source,
+        batch_ids: Sequence[str | None] | None = None,
+        *,
+        plan: JobPlan | None = None,
+        poll_interval: float = 30.0,
+        progress: bool = True,
+        max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        resubmit: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source: Source = (
+            frame if isinstance(frame, (FrameSource, FileSource)) else FrameSource(frame)
+        )
+        self._options = options
+        self._chunk_rows = chunk_rows_for(options.max_requests, options.chunk_rows)
+        spool_root = connection.settings.home / "spool"
+        spool_root.mkdir(parents=True, exist_ok=True)
+        self._spool = Path(tempfile.mkdtemp(prefix="job-", dir=spool_root))
+        # The spool lives as long as the job object (or the process).
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._spool, True)
+        self._plan = plan if plan is not None else self._build_plan()
+        self._journal = journal
+        self._connection = connection
+        self._progress = progress
+        self._cancelled = False
+        self._driver = Driver(
+            connection=connection,
+            journal=journal,
+            spool=self._spool,
+            endpoint=self._plan.chunks[0].endpoint,
+            completion_window=options.completion_window,
+            max_concurrent=max(1, int(max_concurrent_batches)),
+            poll_interval=poll_interval,
+            sleep=sleep,
+            clock=clock,
+            resubmit=resubmit,
+            check_cancelled=self._check_cancelled,
+        )
+        self._first = Round(0, self._plan.chunks, dict(options.metadata))
+        if batch_ids is not None:
+            self.use_batches(batch_ids)
+        self._retries: list[Round] = []
+        self._done = False
+
+    def use_batches(self, batch_ids: Sequence[str | None]) -> None:
+        """The first-round batch of each shard, known already (None: not submitted yet)."""
+        if len(batch_ids) != len(self._first.batch_ids):
+            raise ValueError(f"{len(batch_ids)} batch ids for {len(self._plan.shards)} shards")
+        self._first.batch_ids = list(batch_ids)
+
+    def _build_plan(self) -> JobPlan:
+        columns = self._options.columns
+        if isinstance(self._source, FileSource):
+            self._source.check_columns(columns)
+        chunks = self._source.frames(self._chunk_rows, columns)
+        return spool_plan(chunks, self._options.build, self._spool, self._source.n_rows)
+
+    def __repr__(self) -> str:
+        status = self._driver.aggregate_status(self._first) if self._driver.batches else "unknown"
+        return f"BatchJob(id={self.id!r}, status={status!r}, rows={self._plan.n_rows})"
+
+    @classmethod
+    def attach(
+        cls,
+        job_id_or_batch_ids: str | Sequence[str],
+        *,
+        frame: pd.DataFrame | None = None,
+        input: str | Path | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: openai.OpenAI | None = None,
+        provider: str | None = None,
+        local: bool = False,
+        poll_interval: float = 30.0,
+        progress: bool = True,
+        max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        **options: Any,
+    ) -> BatchJob:
+        """Rebuild a job from its id (``job-...``, or its batch ids comma-separated), in any
+        process.
+
+        On the machine that submitted the job, the journal knows the call's options, its base
+        URL and (for a file) its input path, so the id is all it needs besides the frame.
+        Elsewhere (or with the journal gone) pass the original call's options too
+        (``prompt=``, ``model=``, ...). Either way the requests are rebuilt and must give the
+        same job id (or, for batch ids, match each batch's fingerprint), so results are never
+        joined to the wrong rows. Shards not submitted yet are submitted, exactly once, by
+        ``wait()``/``result()``.
+
+        Args:
+            frame: the frame the job was submitted from.
+            input: or the input file (default: the one the journal recorded).
+
+        Example:
+            >>> job = BatchJob.attach("job-0123abcd...", frame=df)
+            >>> out = job.result()
+
+        Raises:
+            InputError: no options known for this job, or the job was not submitted from this
+                frame with these options.
+            ConfigurationError: the job ran on another process's local server (``local=True``).
+        """
+        found = find_job(
+            job_id_or_batch_ids,
+            frame=frame,
+            input=input,
+            api_key=api_key,
+            base_url=base_url,
+            client=client,
+            provider=provider,
+            local=local,
+            **options,
+        )
+        job = cls(
+            found.connection,
+            found.journal,
+            found.options,
+            found.source,
+            poll_interval=poll_interval,
+            progress=progress,
+            max_concurrent_batches=max_concurrent_batches,
+        )
+        job.use_batches(known_batches(found, job))
+        settings = found.connection.settings
+        remember(found.journal, job, settings.base_url, found.options, found.source, found.local)
+        return job
+
+    @property
+    def id(self) -> str:
+        """The job id, ``job-`` + 24 hex digits; ``BatchJob.attach`` takes it."""
+        return self._plan.job_id
+
+    @property
+    def n_rows(self) -> int:
+        """The rows of the job's input."""
+        return self._plan.n_rows
+
+    @property
+    def n_shards(self) -> int:
+        """The first-round shards (one batch each)."""
+        return len(self._first.batch_ids)
+
+    @property
+    def shard_keys(self) -> list[str]:
+        """The first-round shards' fingerprints, in order."""
+        return [shard.fingerprint for shard in self._plan.shards]
+
+    @property
+    def batch_ids(self) -> tuple[str, ...]:
+        """The ids of the first-round batches submitted so far, in shard order."""
+        return tuple(b for b in self._first.batch_ids if b is not None)
+
+    @property
+    def retry_batch_ids(self) -> tuple[str, ...]:
+        """The ids of the batches that re-sent failed rows (empty until ``result()``)."""
+        return tuple(b for r in self._retries for b in r.batch_ids if b is not None)
+
+    @property
+    def batches(self) -> list[Any]:
+        """The last-seen ``openai.types.Batch`` of each submitted first-round shard."""
+        return [self._driver.batches[b] for b in self.batch_ids if b in self._driver.batches]
+
+    @property
+    def status(self) -> str:
+        """The job's status, fetched now: the least advanced of its shards' (``pending``:
+        shards still wait for a slot)."""
+        self.refresh()
+        return self._driver.aggregate_status(self._first)
+
+    def refresh(self) -> BatchJob:
+        """Fetch every submitted first-round batch once."""
+        self._driver.fetch(self.batch_ids)
+        return self
+
+    def start(self) -> BatchJob:
+        """Submit the first shards, up to ``max_concurrent_batches`` (``submit`` calls it)."""
+        self._driver.submit_ready(self._first)
+        return self
+
+    def wait(self, timeout: float | None = None) -> BatchJob:
+        """Submit the shards still waiting as slots free up, and poll until every batch is
+        terminal, showing progress; return the job.
+
+        Interrupting (Ctrl-C) does not cancel: the batches keep running, the job id and the
+        line that reattaches are printed, and ``KeyboardInterrupt`` is raised again.
+
+        Raises:
+            InputError: ``timeout`` is not None, 0 or a finite number of seconds > 0.
+            JobTimeoutError: ``timeout`` seconds passed first; the batches keep running.
+            BatchFailedError: a batch ended ``failed`` (its ``errors`` are on the exception).
+        """
+        check_timeout(timeout)
+        self._drive(self._first, self._deadline(timeout), "netmind batch", None)
+        return self
+
+    def result(self, timeout: float | None = None) -> pd.DataFrame:
+        """Wait if needed, retry failed rows, and return a new frame with the result columns.
+
+        Rows that failed for a reason worth retrying (5xx, 429, timeouts, ``batch_expired``,
+        ``missing_result``) are sent again as new batches, up to ``retries`` rounds; rows
+        with an answer are never sent again.
+        """
+        check_timeout(timeout)
+        self._finish(timeout)
+        with timed("join"):
+            results = pa.concat_tables([self._load(c.number) for c in self._plan.chunks])
+            if isinstance(self._source, FrameSource):
+                frame = self._source.frame
+            else:
+                tables = [t for _, t in self._source.tables(self._chunk_rows)]
+                frame = pa.concat_tables(tables).to_pandas()
+            out = joined_frame(frame, results, self._options)
+        out.attrs["netmind_frames"] = {
+            "job_id": self.id,
+            "batch_ids": list(self.batch_ids),
+            "retry_batch_ids": list(self.retry_batch_ids),
+        }
+        return out
+
+    def to_parquet(self, path: str | Path, timeout: float | None = None) -> dict[str, int]:
+        """Like ``result()``, but write the joined rows to a Parquet file, chunk by chunk
+        when the job's input is a file (memory stays flat); return the count of each status.
+        """
+        check_timeout(timeout)
+        self._finish(timeout)
+        return write_result(
+            path, self._source, self._chunk_rows, self._load, self._options, self.result
+        )
+
+    def cancel(self, timeout: float | None = None) -> BatchJob:
+        """Cancel every batch still running, submit no more, and wait until each is terminal.
+
+        Rows that finished keep their answers; ``result()`` then gives the rest the status
+        ``cancelled``. A cancelled batch stays ``cancelling`` until its in-flight requests
+        finish (up to 10 minutes on Netmind).
+
+        Raises:
+            InputError: ``timeout`` is not None, 0 or a finite number of seconds > 0.
+            JobTimeoutError: ``timeout`` seconds passed first; the batches go on cancelling,
+                and ``cancel()`` again waits for them.
+        """
+        check_timeout(timeout)
+        self._cancelled = True
+        self._journal.mark_cancelled(self.id)
+        cancel_batches(
+            self._connection.client,
+            self._driver.fetch,
+            [*self.batch_ids, *self.retry_batch_ids],
+            job_id=self.id,
+            poll_interval=self._driver.poll_interval,
+            deadline=self._deadline(timeout),
+            clock=self._driver.clock,
+            sleep=self._driver.sleep,
+        )
+        return self
+
+    # -- driving rounds -------------------------------------------------------------------
+
+    def _check_cancelled(self) -> bool:
+        if not self._cancelled:
+            record = self._journal.job(self.id)
+            self._cancelled = bool(record and record.cancelled)
+        return self._cancelled
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self._driver.clock() + timeout
+
+    def _drive(
+        self,
+        rnd: Round,
+        deadline: float | None,
+        label: str,
+        on_chunk: Callable[[ChunkPlan, pa.Table], None] | None,
+    ) -> None:
+        spec = self._options.output
+        if spec is not None and on_chunk is not None:
+            on_chunk = _checking(on_chunk, spec)
+
+        try:
+            with tqdm(
+                total=rnd.n_requests, unit="req", desc=label, disable=not self._progress
+            ) as bar:
+                self._driver.run(
+                    rnd, bar, deadline, on_chunk, lambda: self._reattach_hint("Not done in time"),
+                    self.id,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            print(self._reattach_hint("Interrupted"), file=sys.stderr)
+            raise
+
+    def _finish(self, timeout: float | None) -> None:
+        if self._done:
+            return
+        deadline = self._deadline(timeout)
+        self._drive(self._first, deadline, "netmind batch", self._save)
+        self._retry_rows(deadline)
+        self._done = True
+
+    def _reattach_hint(self, what: str) -> str:
+        how = f"netmind_frames.BatchJob.attach({self.id!r}, frame=df)"
+        if isinstance(self._source, FileSource):
+            how += f" or: netmind-frames wait {self.id}"
+        return (
+            f"{what}: the batches keep running on the server (job {self.id}).\nReattach with: {how}"
+        )
+
+    # -- results of each chunk, on disk ---------------------------------------------------
+
+    def _result_path(self, number: int) -> Path:
+        return self._spool / f"results-{number:06d}.arrow"
+
+    def _save(self, chunk: ChunkPlan, table: pa.Table) -> None:
+        feather.write_feather(table, self._result_path(chunk.number), compression="uncompressed")
+
+    def _load(self, number: int) -> pa.Table:
+        return feather.read_table(self._result_path(number), memory_map=False)
+
+    def _retry_rows(self, deadline: float | None) -> None:
+        """Send rows that failed for a retryable reason again, round after round."""
+        for number in range(1, self._options.retries + 1):
+            need = {}
+            for chunk in self._plan.chunks:
+                positions = retryable_rows(self._load(chunk.number))
+                if len(positions):
+                    need[chunk.number] = positions
+            if not need:
+                break
+            log.info("retry round %d: %d rows", number, sum(len(p) for p in need.values()))
+            rnd = Round(
+                number,
+                self._spool_retry(number, need),
+                {**self._options.metadata, "netmind_frames_round": str(number)},
+            )
+            self._retries.append(rnd)
+
+            def replace(chunk: ChunkPlan, table: pa.Table) -> None:
+                positions = need[chunk.number]  # noqa: B023 (used before the loop moves on)
+                merged = replace_rows(self._load(chunk.number), positions, table)
+                self._save(chunk, merged)
+
+            try:
+                self._drive(rnd, deadline, f"retry {number}", replace)
+            except BatchFailedError as exc:
+                warnings.warn(f"retry round {number} not used: {exc}", stacklevel=4)
+                break
+
+    def _spool_retry(self, number: int, need: dict[int, np.ndarray]) -> tuple[ChunkPlan, ...]:
+        chunks: list[ChunkPlan] = []
+        first_index = 0
+        frames = self._source.frames(self._chunk_rows, self._options.columns)
+        for chunk_number, (start, frame) in enumerate(frames):
+            if chunk_number not in need:
+                continue
+            with timed("build"):
+                # Ids start at the chunk's start, so they stay within its window of ids.
+                plan = self._options.build(frame.iloc[need[chunk_number]], start)
+                chunk = spool_chunk(
+                    plan,
+                    number=chunk_number,
+                    start=start,
+                    first_index=first_index,
+                    directory=self._spool,
+                    tag=f"-r{number}",
+                )
+            first_index += len(chunk.shards)
+            chunks.append(chunk)
+        return tuple(chunks)
+
+
+def _checking(
+    save: Callable[[ChunkPlan, pa.Table], None], spec: OutputSchema
+) -> Callable[[ChunkPlan, pa.Table], None]:
+    """``save``, after structured answers are checked (bad ones become invalid_output rows,
+    before retries are decided)."""
+
+    def check_then_save(chunk: ChunkPlan, table: pa.Table) -> None:
+        save(chunk, check_answers(table, spec))
+
+    return check_then_save
+
+
+def retryable_rows(table: pa.Table) -> np.ndarray:
+    """Positions of the rows that failed for a reason worth retrying (see RETRYABLE_CODES)."""
+    code = table.column("error_code")
+    retryable = pc.or_(
+        pc.is_in(code, pa.array(sorted(RETRYABLE_CODES), code.type)),
+        pc.match_substring_regex(code, _RETRYABLE_HTTP),
+    )
+    not_ok = pc.not_equal(table.column("status"), "ok")
+    mask = pc.and_(retryable, not_ok).fill_null(False)
+    return np.flatnonzero(np.asarray(mask, dtype=bool))
+
+
+def joined_frame(frame: pd.DataFrame, results: pa.Table, options: JobOptions) -> pd.DataFrame:
+    """``frame`` plus the result columns (prefixed) and any structured-output columns."""
+    if options.embed_column is not None:
+        return join_embeddings(frame, results, options.prefix)
+    out = join_results(frame, results, options.prefix)
+    spec = options.output
+    if spec is not None:
+        typed = typed_frame(results, spec)
+        for name in spec.columns:
+            out[options.prefix + name] = typed[name].array
+    return out
+
+
+def replace_rows(table: pa.Table, positions: np.ndarray, retried: pa.Table) -> pa.Table:
+    """``table`` with the rows at ``positions`` replaced by ``retried`` (in the same order)."""
+    columns = table.column_names
+    combined = pa.concat_tables([table, retried.select(columns)])
+    take = np.arange(table.num_rows, dtype=np.int64)
+    take[positions] = table.num_rows + np.arange(len(positions), dtype=np.int64)
+    return combined.take(pa.array(take)).combine_chunks()

@@ -1,0 +1,106 @@
+"""Results joined back onto the input, written to Parquet chunk by chunk.
+
+The input is read again window by window (all its columns, as Arrow), each window gets its
+chunk's result columns appended, and the joined window is written with one
+``pyarrow.parquet.ParquetWriter``: memory holds one chunk, whatever the file's size. The file
+is written next to OUT and renamed at the end, so OUT is either complete or untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .._errors import InputError
+from .._timing import timed
+from ..build._source import FileSource, Source
+from ..results._results import RESULT_COLUMNS
+from ..results._structured import typed_arrow
+from ._options import JobOptions
+
+
+def write_joined(
+    source: FileSource,
+    chunk_rows: int,
+    results_of: Callable[[int], pa.Table],
+    path: str | Path,
+    prefix: str = "",
+    columns: Sequence[str] = RESULT_COLUMNS,
+    extra_columns: Callable[[pa.Table], dict[str, pa.Array]] | None = None,
+) -> Counter[str]:
+    """Write ``source``'s rows, in order, plus the result columns to ``path``; count statuses.
+
+    ``results_of(chunk number)`` gives the chunk's result table (RESULT_COLUMNS, chunk order);
+    ``extra_columns(results)``, when given, adds more columns after them (structured outputs).
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    counts: Counter[str] = Counter()
+    writer: pq.ParquetWriter | None = None
+    try:
+        for number, (_, table) in enumerate(source.tables(chunk_rows)):
+            with timed("join"):
+                results = results_of(number)
+                if results.num_rows != table.num_rows:
+                    raise InputError(
+                        f"{source.path.name} changed since the job was submitted: chunk "
+                        f"{number} has {table.num_rows} rows, the results {results.num_rows}"
+                    )
+                for name in columns:
+                    table = table.append_column(prefix + name, results.column(name))
+                extra = {} if extra_columns is None else extra_columns(results)
+                for name, values in extra.items():
+                    table = table.append_column(prefix + name, values)
+                for item in pc.value_counts(results.column("status")).to_pylist():
+                    counts[str(item["values"])] += int(item["counts"])
+            with timed("write"):
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        if writer is not None:
+            writer.close()
+            writer = None
+        tmp.replace(target)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return counts
+
+
+def write_result(
+    path: str | Path,
+    source: Source,
+    chunk_rows: int,
+    results_of: Callable[[int], pa.Table],
+    options: JobOptions,
+    frame_result: Callable[[], pd.DataFrame],
+) -> dict[str, int]:
+    """A job's joined rows to ``path``; the count of each status.
+
+    From a file: chunk by chunk (:func:`write_joined`, memory stays flat). From a frame: the
+    whole ``frame_result()``, which is in memory already.
+    """
+    if not isinstance(source, FileSource):
+        out = frame_result()
+        with timed("write"):
+            out.to_parquet(path)
+        return dict(Counter(out[options.prefix + "status"].astype(str)))
+    spec = options.output
+    counts = write_joined(
+        source,
+        chunk_rows,
+        results_of,
+        path,
+        options.prefix,
+        columns=options.result_columns,
+        extra_columns=None if spec is None else (lambda t: typed_arrow(t, spec)),
+    )
+    return dict(counts)

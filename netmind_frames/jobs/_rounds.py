@@ -1,0 +1,340 @@
+"""One round of a job: submit its shards with a bounded number in flight, poll them together
+under one progress bar, and collect each chunk's results as soon as its shards are done.
+
+Shards beyond ``max_concurrent_batches`` wait for a slot; every submission goes through
+``_submit.submit_shard`` (journal, then metadata lookup, then create), so a shard submitted
+late is as exactly-once as the first. A chunk's output and error files are downloaded to the
+spool, parsed into one Arrow table of the chunk's rows, and handed to ``on_chunk``; the
+downloads are deleted at once, so the spool holds results, not raw files.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pyarrow as pa
+
+from .._errors import BatchFailedError, JobTimeoutError
+from .._timing import timed
+from ..build._requests import EMBEDDINGS_ENDPOINT
+from ..build._spool import ChunkPlan, SpooledShard
+from ..results._embeddings import collect_embeddings
+from ..results._results import ShardOutcome, collect_results
+from ..transport._connection import Connection
+from ._journal import Journal
+from ._submit import shard_key, submit_shard
+
+log = logging.getLogger("netmind_frames")
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+#: The status of a shard not submitted yet (waiting for a slot).
+PENDING = "pending"
+#: The first poll comes after this many seconds; the wait then grows to ``poll_interval``.
+_FIRST_POLL = 1.0
+_BACKOFF = 1.5
+#: Polls in a row that may fail (network, 5xx) before the error is raised.
+POLL_FAILURES = 30
+TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+
+
+def cancel_running(client: openai.OpenAI, batches: Sequence[tuple[str, str | None]]) -> None:
+    """Cancel each ``(batch id, status last seen)`` that may still run (None: not seen yet).
+
+    A batch that finished between that status and its cancel (the server answers 400 or
+    409) is left as it is.
+    """
+    for batch_id, status in batches:
+        if status in TERMINAL_STATUSES or status == "cancelling":
+            continue
+        try:
+            client.batches.cancel(batch_id)
+        except (openai.BadRequestError, openai.ConflictError):
+            log.info("batch %s finished before it could be cancelled", batch_id)
+
+
+@dataclass
+class Round:
+    """The shards of one round (0: every row; 1, 2, ...: retried rows) and their batches."""
+
+    number: int
+    chunks: tuple[ChunkPlan, ...]
+    metadata: dict[str, str]
+    batch_ids: list[str | None] = field(default_factory=list)
+    collected: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.batch_ids:
+            self.batch_ids = [None] * len(self.shards)
+
+    @property
+    def shards(self) -> list[SpooledShard]:
+        """Every shard of the round, in order (``shard.index`` is its place here)."""
+        return [shard for chunk in self.chunks for shard in chunk.shards]
+
+    @property
+    def n_requests(self) -> int:
+        """The requests of all shards."""
+        return sum(chunk.n_rows for chunk in self.chunks)
+
+
+@dataclass
+class Driver:
+    """What a round needs from its job: clients, journal, knobs, and the batches seen."""
+
+    connection: Connection
+    journal: Journal
+    spool: Path
+    endpoint: str
+    completion_window: str
+    max_concurrent: int
+    poll_interval: float
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    batches: dict[str, Any] = field(default_factory=dict)
+    resubmit: bool = False
+    check_cancelled: Callable[[], bool] = lambda: False
+    """Asked before submitting more: was the job cancelled (maybe by another process)?"""
+    cancelled: bool = False
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def submit_ready(self, rnd: Round) -> int:
+        """Submit pending shards while fewer than ``max_concurrent`` run; how many were."""
+        if None not in rnd.batch_ids or self.notice_cancel(rnd):
+            return 0
+        running = sum(1 for b in rnd.batch_ids if b is not None and not self.is_terminal(b))
+        submitted = 0
+        shards = rnd.shards
+        for i, batch_id in enumerate(rnd.batch_ids):
+            if running >= self.max_concurrent:
+                break
+            if batch_id is not None:
+                continue
+            rnd.batch_ids[i] = submit_shard(
+                self.connection,
+                self.journal,
+                shards[i],
+                endpoint=self.endpoint,
+                index=i,
+                total=len(shards),
+                key=shard_key(shards[i], rnd.number),
+                completion_window=self.completion_window,
+                metadata=rnd.metadata,
+                resubmit=self.resubmit,
+                sleep=self.sleep,
+            )
+            running += 1
+            submitted += 1
+        return submitted
+
+    def notice_cancel(self, rnd: Round) -> bool:
+        """Whether the job was cancelled, maybe by another process (``netmind-frames cancel``).
+
+        That process knows only the first round's batches (the journal's), so on first
+        noticing, this one cancels the running batches of ``rnd`` too: a retry round's are
+        known here only.
+        """
+        if self.cancelled:
+            return True
+        if not self.check_cancelled():
+            return False
+        seen = [(b, getattr(self.batches.get(b), "status", None)) for b in rnd.batch_ids if b]
+        try:
+            cancel_running(self.connection.client, seen)
+        except TRANSIENT_ERRORS:
+            log.info("cancelling this round's batches failed; trying again at the next poll")
+            return True
+        self.cancelled = True
+        return True
+
+    # -- polling --------------------------------------------------------------------------
+
+    def is_terminal(self, batch_id: str) -> bool:
+        batch = self.batches.get(batch_id)
+        return batch is not None and batch.status in TERMINAL_STATUSES
+
+    def fetch(self, batch_ids: Sequence[str]) -> list[Any]:
+        """Retrieve batches now, recording status changes in the journal."""
+        fetched = [self.connection.client.batches.retrieve(b) for b in batch_ids]
+        for batch in fetched:
+            previous = self.batches.get(batch.id)
+            if previous is None or previous.status != batch.status:
+                self.journal.record_status(
+                    self.connection.settings.base_url, batch.id, str(batch.status)
+                )
+            self.batches[batch.id] = batch
+        return fetched
+
+    def shard_status(self, rnd: Round, i: int) -> str:
+        batch_id = rnd.batch_ids[i]
+        if batch_id is None:
+            return "cancelled" if self.cancelled else PENDING
+        batch = self.batches.get(batch_id)
+        return "submitted" if batch is None else str(batch.status)
+
+    def aggregate_status(self, rnd: Round) -> str:
+        """One status, or the least advanced of all; ``pending``: waiting for a slot."""
+        statuses = [self.shard_status(rnd, i) for i in range(len(rnd.batch_ids))]
+        if len(set(statuses)) == 1:
+            return statuses[0]
+        running = [s for s in statuses if s not in TERMINAL_STATUSES and s != PENDING]
+        if running:
+            return running[0]
+        if PENDING in statuses:
+            return PENDING
+        for status in ("failed", "expired", "cancelled"):
+            if status in statuses:
+                return status
+        return "completed"
+
+    def run(
+        self,
+        rnd: Round,
+        bar: Any,
+        deadline: float | None,
+        on_chunk: Callable[[ChunkPlan, pa.Table], None] | None,
+        timeout_message: Callable[[], str],
+        job_id: str,
+    ) -> None:
+        """Drive ``rnd`` until every shard is terminal (and, with ``on_chunk``, collected).
+
+        Raises ``BatchFailedError`` when a batch fails validation, ``JobTimeoutError`` when
+        ``deadline`` (on ``clock``) passes first.
+        """
+        delay = min(_FIRST_POLL, self.poll_interval)
+        failures = 0
+        shards = rnd.shards
+        while True:
+            self.notice_cancel(rnd)
+            self.submit_ready(rnd)
+            live = [b for b in rnd.batch_ids if b is not None and not self.is_terminal(b)]
+            try:
+                self.fetch(live)
+                failures = 0
+            except TRANSIENT_ERRORS:
+                # A blip while polling a 24-hour batch is no reason to give up on it.
+                failures += 1
+                if failures >= POLL_FAILURES:
+                    raise
+                log.info("poll failed; trying again in %.1f s", delay)
+            else:
+                self.raise_if_failed(rnd.batch_ids)
+                if on_chunk is not None:
+                    self._collect_ready(rnd, on_chunk)
+                done = [self.shard_status(rnd, i) in TERMINAL_STATUSES for i in range(len(shards))]
+                bar.n = min(self._requests_done(rnd), bar.total or 0)
+                bar.set_postfix_str(
+                    f"{self.aggregate_status(rnd)}, shards {sum(done)}/{len(shards)}",
+                    refresh=False,
+                )
+                bar.refresh()
+                finished = on_chunk is None or len(rnd.collected) == len(rnd.chunks)
+                if all(done) and finished:
+                    return
+                if self.submit_ready(rnd):
+                    continue  # a slot freed up and was filled: poll the new batch at once
+            if deadline is not None and self.clock() + delay > deadline:
+                raise JobTimeoutError(timeout_message(), job_id)
+            with timed("wait"):
+                self.sleep(delay)
+            delay = min(delay * _BACKOFF, self.poll_interval)
+
+    def _requests_done(self, rnd: Round) -> int:
+        done = 0
+        for chunk in rnd.chunks:
+            if chunk.number in rnd.collected:
+                done += chunk.n_rows
+                continue
+            for shard in chunk.shards:
+                batch = self.batches.get(rnd.batch_ids[shard.index] or "")
+                counts = getattr(batch, "request_counts", None)
+                if counts is not None:
+                    done += (counts.completed or 0) + (counts.failed or 0)
+        return done
+
+    def raise_if_failed(self, batch_ids: Sequence[str | None]) -> None:
+        """Raise ``BatchFailedError`` for the first batch that ended ``failed``."""
+        for batch_id in batch_ids:
+            batch = self.batches.get(batch_id or "")
+            if batch is None or batch.status != "failed":
+                continue
+            errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+            detail = "; ".join(
+                f"{e.get('code')}: {e.get('message')}"
+                + (f" (line {e['line']})" if e.get("line") is not None else "")
+                for e in errors[:5]
+            )
+            raise BatchFailedError(
+                f"Batch {batch.id} failed: {detail or 'no reason given'}", batch.id, errors
+            )
+
+    # -- collecting -----------------------------------------------------------------------
+
+    def _collect_ready(self, rnd: Round, on_chunk: Callable[[ChunkPlan, pa.Table], None]) -> None:
+        for chunk in rnd.chunks:
+            if chunk.number in rnd.collected:
+                continue
+            statuses = [self.shard_status(rnd, s.index) for s in chunk.shards]
+            if all(s in TERMINAL_STATUSES for s in statuses):
+                on_chunk(chunk, self.collect(rnd, chunk))
+                rnd.collected.add(chunk.number)
+
+    def collect(self, rnd: Round, chunk: ChunkPlan) -> pa.Table:
+        """Download and parse the results of one chunk whose shards are all terminal."""
+        outcomes: list[ShardOutcome] = []
+        downloads: list[Path] = []
+        batches = []
+        for shard in chunk.shards:
+            batch_id = rnd.batch_ids[shard.index]
+            if batch_id is None:  # never submitted: the job was cancelled first
+                outcomes.append(ShardOutcome(shard.positions, "cancelled", []))
+                continue
+            batch = self.batches[batch_id]
+            batches.append((shard, batch))
+            files = self._download(batch, self.spool / f"r{rnd.number}-{shard.index:06d}")
+            downloads += files
+            outcomes.append(ShardOutcome(shard.positions, str(batch.status), list(files)))
+        try:
+            with timed("parse"):
+                collect = (
+                    collect_embeddings if chunk.endpoint == EMBEDDINGS_ENDPOINT else collect_results
+                )
+                table = collect(chunk.request_plan(), outcomes)
+        finally:
+            for path in downloads:
+                path.unlink(missing_ok=True)
+        _reconcile(batches, table)
+        return table
+
+    def _download(self, batch: Any, prefix: Path) -> list[Path]:
+        """Download the output and error files that exist (either may be absent)."""
+        files = {"output": batch.output_file_id, "error": batch.error_file_id}
+        with timed("download"):
+            return [
+                self.connection.files.download(file_id, Path(f"{prefix}-{kind}.jsonl"))
+                for kind, file_id in files.items()
+                if file_id
+            ]
+
+
+def _reconcile(batches: Sequence[tuple[SpooledShard, Any]], table: pa.Table) -> None:
+    """Warn when our row counts disagree with the server's ``request_counts``."""
+    status = table.column("status").to_numpy(zero_copy_only=False)
+    for shard, batch in batches:
+        counts = getattr(batch, "request_counts", None)
+        if counts is None or batch.status != "completed" or counts.completed is None:
+            continue
+        ok = int(np.count_nonzero(status[shard.positions] == "ok"))
+        if ok != counts.completed:
+            warnings.warn(
+                f"Batch {batch.id}: {ok} rows ok, but the server counts {counts.completed} "
+                "completed requests.",
+                stacklevel=5,
+            )

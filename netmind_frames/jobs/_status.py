@@ -1,0 +1,102 @@
+"""Jobs by id without their rows: status, cancel and the list of recent jobs (for the CLI).
+
+These read the journal (a job's shards and their batches) and ask the server about the
+batches; they never rebuild requests, so they are cheap however large the job's input.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ConfigurationError, InputError
+from ..transport._config import resolve_home, resolve_settings
+from ..transport._connection import connect
+from ._cancel import cancel_batches
+from ._checks import check_timeout
+from ._journal import JobRecord, Journal
+
+
+@dataclass(frozen=True)
+class ShardState:
+    """One first-round shard of a job: its batch (None: not submitted yet) and status."""
+
+    index: int
+    batch_id: str | None
+    status: str
+    completed: int
+    failed: int
+    total: int
+
+
+def job_record(job_id: str) -> tuple[Journal, JobRecord]:
+    """The journal and its record of ``job_id``; ``InputError`` when it has none."""
+    journal = Journal(resolve_home())
+    record = journal.job(job_id)
+    if record is None:
+        raise InputError(
+            f"no job {job_id} in the journal ({journal.path}); `netmind-frames list` shows "
+            "the known jobs"
+        )
+    return journal, record
+
+
+def job_shards(job_id: str, **connection: Any) -> tuple[JobRecord, list[ShardState]]:
+    """The journal's record of a job and each shard's batch status, fetched now."""
+    journal, record = job_record(job_id)
+    client = _client(record, connection)
+    states = []
+    for index, key in enumerate(record.shard_keys):
+        shard = journal.shard(record.base_url, key)
+        if shard is None or shard.batch_id is None:
+            status = "cancelled" if record.cancelled else "pending"
+            states.append(ShardState(index, None, status, 0, 0, 0))
+            continue
+        batch = client.batches.retrieve(shard.batch_id)
+        counts = batch.request_counts
+        states.append(
+            ShardState(
+                index,
+                batch.id,
+                str(batch.status),
+                (counts.completed or 0) if counts else 0,
+                (counts.failed or 0) if counts else 0,
+                (counts.total or 0) if counts else 0,
+            )
+        )
+    return record, states
+
+
+def cancel_job(
+    job_id: str, timeout: float | None = None, poll_interval: float = 5.0, **connection: Any
+) -> list[ShardState]:
+    """Cancel a job's running batches, mark it so no more shards are submitted, and wait
+    until every batch is terminal (``JobTimeoutError`` after ``timeout`` seconds); the final
+    shard states."""
+    check_timeout(timeout)
+    journal, record = job_record(job_id)
+    journal.mark_cancelled(job_id)
+    client = _client(record, dict(connection))
+    shards = (journal.shard(record.base_url, key) for key in record.shard_keys)
+    batch_ids = [s.batch_id for s in shards if s is not None and s.batch_id]
+    cancel_batches(
+        client,
+        lambda ids: [client.batches.retrieve(i) for i in ids],
+        batch_ids,
+        job_id=job_id,
+        poll_interval=poll_interval,
+        deadline=None if timeout is None else time.monotonic() + timeout,
+    )
+    return job_shards(job_id, **connection)[1]
+
+
+def _client(record: JobRecord, connection: dict[str, Any]) -> Any:
+    if record.local:
+        raise ConfigurationError(
+            f"job {record.job_id} ran on the local batch server of the process that submitted "
+            "it (--local), which stopped with that process"
+        )
+    base_url = connection.pop("base_url", None) or record.base_url
+    settings = resolve_settings(base_url=base_url, **connection)
+    return connect(settings).client

@@ -1,0 +1,366 @@
+"""Structured outputs: a schema -> ``response_format``, answers -> typed, validated columns.
+
+A schema is a pydantic model class (recognised by its ``model_json_schema`` method; pydantic
+is never imported here) or a JSON Schema dict whose top level is an object with
+``properties``. :func:`response_format_for` makes the request parameter;
+:func:`parse_structured` parses each answer with orjson, validates it against the schema (a
+compiled validator for the subset structured outputs use, then the pydantic model itself when
+one was given) and builds one nullable column per top-level property.
+
+Column dtypes, from the property's schema (``$ref`` resolved; a ``null`` branch or type only
+makes it nullable):
+
+=====================================  ==========================================
+``integer``                            ``Int64``
+``number``                             ``Float64``
+``boolean``                            ``boolean``
+``string``                             ``string[pyarrow]``
+``enum`` of strings                    ``category`` (the enum's values, schema order)
+``array``, ``object``, anything else   ``object``: the parsed JSON (lists, dicts), ``None``
+=====================================  ==========================================
+
+Validator coverage: ``type`` (one or a list, ``null`` included; ``integer`` accepts ``2.0``),
+``properties``, ``required``, ``additionalProperties`` (``false`` or a schema), ``items``,
+``prefixItems``, ``minItems``/``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf``
+(exactly one branch), ``allOf``, local ``$ref`` (``#/$defs/...``, ``#/definitions/...``,
+recursive models included), ``minimum``/``maximum`` and their exclusive forms,
+``multipleOf``, ``minLength``/``maxLength``, ``pattern``. Other keywords (``format``,
+``description``, ``default``, ...) are accepted and not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._errors import InputError
+from ._jsonschema import Check, as_dict, child, compile_schema, resolve, type_names, where
+
+__all__ = [
+    "OutputSchema",
+    "Structured",
+    "output_schema",
+    "parse_structured",
+    "response_format_for",
+]
+
+STRING = pd.StringDtype("pyarrow")
+_NAME = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+# -- the schema -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    """A normalised schema: what is sent, how answers are checked, which columns come out."""
+
+    name: str
+    """The ``json_schema.name`` sent: ``[a-zA-Z0-9_-]{1,64}``."""
+    schema: dict[str, Any] = field(repr=False)
+    """The JSON Schema sent (for a pydantic model, its strict form: see :func:`output_schema`)."""
+    model: Any = field(default=None, repr=False)
+    """The pydantic model class, or None for a JSON Schema dict."""
+    columns: tuple[str, ...] = ()
+    """One column per top-level property, in schema order."""
+    dtypes: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Column name -> pandas dtype (see the module docstring)."""
+    check: Check = field(default=lambda value, where: None, repr=False, compare=False)
+
+
+def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
+    """Normalise ``schema`` (a pydantic model class or a JSON Schema dict) once.
+
+    For a pydantic model with ``strict=True`` the sent schema is made acceptable to OpenAI's
+    strict mode: every object gets ``additionalProperties: false`` and lists all its
+    properties in ``required`` (pydantic already makes ``Optional`` fields nullable). A dict is
+    sent exactly as given.
+
+    Raises
+    ------
+    InputError
+        Not a model or dict, not JSON-serialisable, or the top level is not an object with
+        properties (there would be no columns).
+    """
+    if isinstance(schema, OutputSchema):
+        return schema
+    model: Any = None
+    document: Any
+    name: Any
+    if isinstance(schema, type) and callable(getattr(schema, "model_json_schema", None)):
+        model = schema
+        document = model.model_json_schema()
+        name = model.__name__
+    elif isinstance(schema, dict):
+        document = schema
+        name = schema.get("title") if isinstance(schema.get("title"), str) else "output"
+    else:
+        raise InputError(
+            "schema must be a pydantic model class or a JSON Schema dict, "
+            f"got {type(schema).__name__}"
+        )
+    try:
+        document = orjson.loads(orjson.dumps(document))  # a private, plain-JSON copy
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InputError(f"schema is not JSON-serialisable: {exc}") from None
+    top = resolve(document, document)
+    properties = top.get("properties")
+    if type_names(top) - {"object"} or not isinstance(properties, dict) or not properties:
+        raise InputError(
+            "schema must describe a JSON object with 'properties' (one column per top-level "
+            "property); wrap other answers in an object, e.g. "
+            '{"type": "object", "properties": {"items": {...}}, "required": ["items"]}'
+        )
+    names = tuple(properties)
+    dtypes = {n: _dtype(as_dict(properties[n]), document) for n in names}
+    # Answers are checked against the model's own schema: strict mode only narrows it.
+    sent = _strict_form(document) if model is not None and strict else document
+    return OutputSchema(
+        name=_sanitise(name),
+        schema=sent,
+        model=model,
+        columns=names,
+        dtypes=dtypes,
+        check=compile_schema(document),
+    )
+
+
+def response_format_for(schema: Any, *, strict: bool = True) -> dict[str, Any]:
+    """The ``response_format`` request parameter for ``schema``.
+
+    Returns ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``; the name
+    is the model class's name or the schema's ``title`` (else ``"output"``), with characters
+    outside ``[a-zA-Z0-9_-]`` replaced by ``_`` and cut to 64.
+
+    Example
+    -------
+    >>> response_format_for({"title": "Review label", "type": "object",
+    ...                      "properties": {"label": {"type": "string"}}})["json_schema"]["name"]
+    'Review_label'
+    """
+    spec = output_schema(schema, strict=strict)
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": spec.name, "schema": spec.schema, "strict": bool(strict)},
+    }
+
+
+def _sanitise(name: str) -> str:
+    return _NAME.sub("_", name).strip("_")[:64] or "output"
+
+
+def _strict_form(node: Any) -> Any:
+    """A copy of a pydantic schema in OpenAI's strict shape (see :func:`output_schema`)."""
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: _strict_form(v) for k, v in out[key].items()}
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [_strict_form(v) for v in out[key]]
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _strict_form(out[key])
+    if isinstance(out.get("properties"), dict):
+        out.setdefault("additionalProperties", False)
+        out["required"] = list(out["properties"])
+    return out
+
+
+def _dtype(node: dict[str, Any], root: dict[str, Any]) -> Any:
+    """The pandas dtype of a top-level property (see the module docstring)."""
+    node = resolve(node, root)
+    branches = node.get("anyOf", node.get("oneOf"))
+    if isinstance(branches, list):
+        real = [b for b in map(as_dict, branches) if type_names(resolve(b, root)) != {"null"}]
+        return _dtype(real[0], root) if len(real) == 1 else object
+    enum = node.get("enum")
+    if isinstance(enum, list):
+        values = [v for v in enum if v is not None]
+        if values and all(isinstance(v, str) for v in values):
+            return pd.CategoricalDtype(list(dict.fromkeys(values)), ordered=False)
+        return object
+    if isinstance(node.get("const"), str):
+        return STRING
+    kinds = type_names(node) - {"null"}
+    if len(kinds) != 1:
+        return object
+    return {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": STRING}.get(
+        kinds.pop(), object
+    )
+
+
+# -- parsing answers --------------------------------------------------------------------------
+
+
+class Structured(NamedTuple):
+    """What :func:`parse_structured` returns."""
+
+    columns: pd.DataFrame
+    """One typed column per top-level property (RangeIndex, one row per answer)."""
+    invalid: np.ndarray
+    """bool per row: an ``ok`` row whose answer is not valid JSON or fails the schema."""
+    messages: pd.api.extensions.ExtensionArray
+    """string[pyarrow] per row: why the row is invalid, ``NA`` elsewhere."""
+
+
+def parse_structured(
+    responses: pa.Array | pa.ChunkedArray | pd.Series | Sequence[str | None],
+    status: pa.Array | pa.ChunkedArray | pd.Series | Sequence[str | None] | None,
+    schema: Any,
+) -> Structured:
+    """Parse and validate each ``ok`` row's answer into typed columns.
+
+    Parameters
+    ----------
+    responses:
+        The answers' raw text (``response``), nullable.
+    status:
+        Each row's status; only ``"ok"`` rows are parsed (others get NA columns and are not
+        invalid). None parses every row.
+    schema:
+        A pydantic model class, a JSON Schema dict or an :class:`OutputSchema`.
+
+    Returns
+    -------
+    Structured
+        ``(columns, invalid, messages)``. A row is invalid when its answer is missing, is not
+        JSON, fails the schema, or (for a pydantic model) fails ``model_validate``; its columns
+        are NA. Values come from the JSON, not from the model instance.
+
+    Example
+    -------
+    >>> cols, invalid, why = parse_structured(['{"n": 1}', '{"n": "x"}'], None,
+    ...     {"type": "object", "properties": {"n": {"type": "integer"}}})
+    >>> list(why)
+    [<NA>, "field 'n': expected integer, got string"]
+    """
+    spec = output_schema(schema)
+    texts = _as_list(responses)
+    n = len(texts)
+    if status is None:
+        ok = np.ones(n, dtype=bool)
+    else:
+        ok = np.asarray(pc.equal(_arrow(status), "ok").fill_null(False), dtype=bool)
+        if len(ok) != n:
+            raise InputError(f"{len(ok)} statuses for {n} responses")
+    docs: list[Any] = [None] * n
+    good = np.zeros(n, dtype=bool)
+    messages: list[str | None] = [None] * n
+    check, model = spec.check, spec.model
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    for i in np.flatnonzero(ok).tolist():
+        text = texts[i]
+        if text is None:
+            messages[i] = "the answer is empty (no content)"
+            continue
+        try:
+            doc = loads(text)
+        except decode_error as exc:
+            messages[i] = f"the answer is not valid JSON: {exc}"
+            continue
+        error = check(doc, "")
+        if error is None and model is not None:
+            error = _model_error(model, doc)
+        if error is None:
+            docs[i] = doc
+            good[i] = True
+        else:
+            messages[i] = error
+    columns = {name: _column(name, spec.dtypes[name], docs, good) for name in spec.columns}
+    # A value the column type cannot hold (an integer beyond int64) makes its row invalid too.
+    overflowed = np.zeros(n, dtype=bool)
+    for name, (_, overflow) in columns.items():
+        for i in np.flatnonzero(overflow & good).tolist():
+            good[i], overflowed[i] = False, True
+            messages[i] = f"field {name!r}: integer out of range for Int64"
+    frame = pd.DataFrame({name: _mask(values, overflowed) for name, (values, _) in columns.items()})
+    invalid = ok & ~good
+    return Structured(frame, invalid, pd.array(messages, dtype=STRING))
+
+
+def _as_list(values: Any) -> list[Any]:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.to_pylist()
+    if isinstance(values, pd.Series):
+        return [None if v is None or v is pd.NA or v != v else v for v in values.tolist()]
+    return list(values)
+
+
+def _arrow(values: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    if isinstance(values, pd.Series):
+        return pa.array(values.astype(object), type=pa.large_string(), from_pandas=True)
+    return pa.array(list(values), type=pa.large_string())
+
+
+def _model_error(model: Any, doc: Any) -> str | None:
+    try:
+        model.model_validate(doc)
+    except Exception as exc:  # pydantic.ValidationError, without importing pydantic
+        errors = getattr(exc, "errors", None)
+        if not callable(errors):
+            raise
+        found = errors()
+        if not found:
+            return f"the answer fails the model {model.__name__}"
+        first = found[0]
+        path = ""
+        for part in first.get("loc", ()):
+            path = f"{path}[{part}]" if isinstance(part, int) else child(path, str(part))
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        return f"{where(path)}: {first.get('msg', 'invalid')}{more}"
+    return None
+
+
+def _column(name: str, dtype: Any, docs: list[Any], good: np.ndarray) -> tuple[Any, np.ndarray]:
+    """(values, rows whose value does not fit the dtype) of one top-level property."""
+    values = [d.get(name) if g else None for d, g in zip(docs, good, strict=True)]
+    overflow = np.zeros(len(values), dtype=bool)
+    if dtype == "Int64":
+        values = [int(v) if isinstance(v, float) else v for v in values]
+        try:
+            arrow = pa.array(values, type=pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            overflow = np.array([v is not None and not -(2**63) <= v < 2**63 for v in values])
+            arrow = pa.array([None if o else v for v, o in zip(values, overflow, strict=True)],
+                             type=pa.int64())  # fmt: skip
+        mask = np.asarray(arrow.is_null(), dtype=bool)
+        data = np.asarray(arrow.fill_null(0), dtype=np.int64)
+        return pd.arrays.IntegerArray(data, mask), overflow
+    if dtype == "Float64":
+        arrow = pa.array(values, type=pa.float64())
+        mask = np.asarray(arrow.is_null(), dtype=bool)
+        return pd.arrays.FloatingArray(np.asarray(arrow.fill_null(0.0)), mask), overflow
+    if dtype == "boolean":
+        arrow = pa.array(values, type=pa.bool_())
+        mask = np.asarray(arrow.is_null(), dtype=bool)
+        flags = np.asarray(arrow.fill_null(False), dtype=bool)
+        return pd.arrays.BooleanArray(flags, mask), overflow
+    if isinstance(dtype, pd.StringDtype):
+        return pd.array(pa.array(values, type=pa.large_string()), dtype=STRING), overflow
+    if isinstance(dtype, pd.CategoricalDtype):
+        return pd.Categorical(values, dtype=dtype), overflow
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return pd.Series(out, dtype=object, copy=False), overflow
+
+
+def _mask(values: Any, rows: np.ndarray) -> Any:
+    """Set ``rows`` (that turned invalid after their column was built) to NA."""
+    if not rows.any():
+        return values
+    values = values.copy()
+    values[rows] = None
+    return values

@@ -1,0 +1,228 @@
+"""File transport: upload request files and download result files, per provider.
+
+Netmind's File API is not OpenAI-shaped (batch-api.md §5.2): a JSON ``POST /v1/files`` returns
+an id and a presigned URL, the bytes go up with a ``PUT`` to that URL, and downloads go through
+``GET /v1/files/{id}/presigned_url``. OpenAI-compatible providers take a multipart upload and
+serve ``GET /files/{id}/content``. Both transports stream downloads to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import httpx2
+import openai
+import orjson
+
+from .._errors import FileTransferError
+
+log = logging.getLogger("netmind_frames")
+
+T = TypeVar("T")
+
+#: Statuses worth another try: the request may well succeed a moment later.
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_ATTEMPTS = 8
+#: The SDK's errors that its own retries may leave behind on a flaky network.
+_TRANSIENT_API = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+#: How many of the newest files a lookup after a lost upload answer reads.
+_FIND_LIMIT = 500
+
+
+class FileTransport(Protocol):
+    """What the job needs from a File API."""
+
+    def upload(self, data: bytes, filename: str) -> str:
+        """Upload one JSONL file for ``purpose=batch`` and return its file id."""
+        ...
+
+    def download(self, file_id: str, dest: Path) -> Path:
+        """Stream the file's bytes to ``dest`` and return ``dest``."""
+        ...
+
+
+class OpenAIFiles:
+    """Files through the openai client: multipart upload, streamed ``/files/{id}/content``."""
+
+    def __init__(self, client: openai.OpenAI) -> None:
+        self._client = client
+
+    def upload(
+        self, data: bytes, filename: str, sleep: Callable[[float], None] = time.sleep
+    ) -> str:
+        # Sent without the SDK's blind retries: after a lost answer the file may exist
+        # already, so look for it (by its fingerprinted name and size) before sending again.
+        client = self._client.with_options(max_retries=0)
+        for attempt in range(_ATTEMPTS):
+            try:
+                # A tuple gives the upload a .jsonl name; OpenAI rejects batch files without one.
+                created = client.files.create(
+                    file=(filename, data, "application/jsonl"), purpose="batch"
+                )
+                return created.id
+            except openai.RateLimitError:
+                pass  # refused: certainly not stored
+            except (openai.APIConnectionError, openai.InternalServerError):
+                found = self._find(filename, len(data))
+                if found is not None:
+                    return found
+            if attempt == _ATTEMPTS - 1:
+                break
+            sleep(min(0.5 * 2**attempt, 8.0))
+        raise FileTransferError(f"upload of {filename} failed after {_ATTEMPTS} attempts")
+
+    def _find(self, filename: str, size: int) -> str | None:
+        """The id of an uploaded batch file with this name and size, among the newest."""
+
+        def look() -> str | None:
+            for seen, file in enumerate(self._client.files.list(purpose="batch")):
+                if seen >= _FIND_LIMIT:
+                    break
+                if file.filename == filename and file.bytes == size:
+                    return file.id
+            return None
+
+        # A lookup only reads: try it again rather than upload blindly or give up.
+        return _retry(look, f"lookup of {filename}")
+
+    def download(self, file_id: str, dest: Path) -> Path:
+        def attempt() -> Path:
+            with self._client.files.with_streaming_response.content(file_id) as response:
+                response.stream_to_file(dest)
+            return dest
+
+        # The SDK retries failed requests, but not a connection dropped mid-body.
+        return _retry(attempt, f"download of {file_id}")
+
+
+class NetmindFiles:
+    """Netmind's File API: JSON create + presigned ``PUT``; download via a presigned URL."""
+
+    def __init__(self, files_url: str, api_key: str, *, timeout: float = 600.0) -> None:
+        self._files_url = files_url
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        # Presigned URLs carry their own signature: no Authorization header goes to them.
+        self._http = httpx2.Client(timeout=httpx2.Timeout(timeout, connect=10.0))
+
+    def __repr__(self) -> str:
+        return f"NetmindFiles(files_url={self._files_url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def upload(self, data: bytes, filename: str) -> str:
+        # Each step is retried on its own. A create whose answer was lost leaves an empty
+        # file record behind (harmless: it holds no bytes and is never used); the PUT to
+        # the same presigned URL is idempotent.
+        def create() -> dict[str, object]:
+            created = self._http.post(
+                self._files_url,
+                json={"file_name": filename, "purpose": "batch"},
+                headers=self._auth,
+            )
+            _raise_for_status(created, "file create")
+            body = _json(created, "file create")
+            if not isinstance(body, dict) or "id" not in body or "presigned_url" not in body:
+                raise FileTransferError(
+                    f"Netmind file create answered without id and presigned_url: {_keys(body)}"
+                )
+            return body
+
+        def put(url: str) -> None:
+            _raise_for_status(self._http.put(url, content=data), "upload to the presigned URL")
+
+        body = _retry(create, f"file create for {filename}")
+        _retry(lambda: put(str(body["presigned_url"])), f"upload of {filename}")
+        return str(body["id"])
+
+    def download(self, file_id: str, dest: Path) -> Path:
+        def presigned_url() -> str:
+            where = f"{self._files_url}/{file_id}/presigned_url"
+            answer = self._http.get(where, headers=self._auth)
+            _raise_for_status(answer, "download URL request")
+            return download_url_from(answer)
+
+        def fetch(url: str) -> Path:
+            with self._http.stream("GET", url) as response:
+                _raise_for_status(response, "download from the presigned URL")
+                with dest.open("wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+            return dest
+
+        url = _retry(presigned_url, f"download URL of {file_id}")
+        return _retry(lambda: fetch(url), f"download of {file_id}")
+
+
+def download_url_from(response: httpx2.Response) -> str:
+    """Read the download URL from any of the shapes Netmind may answer (design.md, Providers).
+
+    A JSON object with ``presigned_url`` (what Netmind's own SDK reads: its ``retrieve_url``
+    casts the answer to ``{id, presigned_url}``) or ``url``, a JSON string, or the URL as plain
+    text.
+    """
+    text = response.text.strip()
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        body = text
+    if isinstance(body, dict):
+        for key in ("presigned_url", "url"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+        data = body.get("data")
+        if isinstance(data, dict):
+            for key in ("presigned_url", "url"):
+                if isinstance(data.get(key), str):
+                    return str(data[key])
+    if isinstance(body, str) and body.startswith(("http://", "https://")):
+        return body
+    raise FileTransferError(f"Netmind's download URL answer has no URL: {_keys(body)}")
+
+
+class _RetryableError(FileTransferError):
+    """A failure that another attempt may not repeat (429, 5xx)."""
+
+
+def _raise_for_status(response: httpx2.Response, what: str) -> None:
+    if response.is_success:
+        return
+    if not response.is_closed:
+        response.read()
+    # Never echo the URL: a presigned URL is a credential of its own.
+    message = f"{what} failed with HTTP {response.status_code}: {response.text[:200]}"
+    if response.status_code in _RETRYABLE_STATUS:
+        raise _RetryableError(message)
+    raise FileTransferError(message)
+
+
+def _retry(attempt: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``attempt`` again on transport errors and retryable statuses, with backoff."""
+    for n in range(_ATTEMPTS):
+        try:
+            return attempt()
+        except (httpx2.TransportError, _RetryableError, *_TRANSIENT_API) as exc:
+            if n == _ATTEMPTS - 1:
+                raise FileTransferError(f"{what} failed after {_ATTEMPTS} attempts: {exc}") from exc
+            log.info("%s failed (%s); retrying", what, type(exc).__name__)
+            sleep(min(0.5 * 2**n, 8.0))
+    raise AssertionError("unreachable")
+
+
+def _json(response: httpx2.Response, what: str) -> object:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise FileTransferError(f"{what} answered non-JSON: {response.text[:200]!r}") from exc
+
+
+def _keys(body: object) -> str:
+    """Describe an answer without echoing values (they may hold signed URLs)."""
+    if isinstance(body, dict):
+        return f"an object with keys {sorted(body)}"
+    return f"a {type(body).__name__}"
