@@ -148,7 +148,7 @@ async def create_batch(request: Request) -> Response:
         obj, deadline=deadline, seed=c.seed, shuffle=c.shuffle, output_expires_seconds=output_expiry
     )
     c.runner.wake()
-    return JSONResponse(created)
+    return JSONResponse(c.quirks.created(created))
 
 
 async def list_batches(request: Request) -> Response:
@@ -157,16 +157,19 @@ async def list_batches(request: Request) -> Response:
     if after is not None and not is_batch_id(after):
         raise ApiError(400, "'after' must be a batch id.", param="after")
     limit = int_param(request, "limit", 20, 1, 100)
-    return JSONResponse(page(ctx(request).store.list_batches(), after=after, limit=limit))
+    c = ctx(request)
+    listed = [c.quirks.listed(obj) for obj in c.store.list_batches()]
+    return JSONResponse(page(listed, after=after, limit=limit))
 
 
 async def retrieve_batch(request: Request) -> Response:
     """``GET .../batches/{id}``."""
     batch_id = request.path_params["batch_id"]
-    obj = ctx(request).store.get_batch(batch_id)
+    c = ctx(request)
+    obj = c.store.get_batch(batch_id)
     if obj is None:
         raise not_found("Batch", batch_id)
-    return JSONResponse(obj)
+    return JSONResponse(c.quirks.retrieved(obj))
 
 
 async def cancel_batch(request: Request) -> Response:
@@ -180,7 +183,7 @@ async def cancel_batch(request: Request) -> Response:
     if obj is None:
         raise not_found("Batch", batch_id)
     c.runner.wake()
-    return JSONResponse(obj)
+    return JSONResponse(c.quirks.listed(obj))
 
 
 async def chat_completions(request: Request) -> Response:

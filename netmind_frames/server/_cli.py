@@ -211,6 +211,23 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-shuffle", action="store_true", help="keep output lines in input order")
     p.add_argument(
+        "--no-echo-metadata",
+        action="store_true",
+        help="show every batch's metadata as null (a provider that does not store it)",
+    )
+    p.add_argument(
+        "--netmind-create-answer",
+        action="store_true",
+        help="answer batch creates as Netmind's guide shows (status 'pending', null ids)",
+    )
+    p.add_argument(
+        "--queued-polls",
+        type=_at_least(0),
+        default=0,
+        metavar="N",
+        help="the first N retrieves of each batch show status 'pending' (default: 0)",
+    )
+    p.add_argument(
         "--max-body-bytes",
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
@@ -281,6 +298,9 @@ def run_serve(
         upstream_api_key=upstream_key,
         concurrency=args.concurrency,
         upstream_retries=args.upstream_retries,
+        echo_metadata=not args.no_echo_metadata,
+        netmind_create_answer=args.netmind_create_answer,
+        queued_polls=args.queued_polls,
     )
     stop = stop or threading.Event()
     previous = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from ._hooks import CallLog
+from ._quirks import Quirks
 from ._runner import Runner
 from ._store import Store
 from ._upstream import Upstream
@@ -34,6 +35,8 @@ class Context:
     """Where the synchronous endpoints forward calls (a batch gateway); None: echo engine."""
     sync_log: CallLog | None = None
     """Where synchronous calls are recorded (the ``sync_calls()`` test hook); None: not."""
+    quirks: Quirks = field(default_factory=Quirks)
+    """How batch objects are shown (Netmind's unknowns, see ``_quirks``)."""
 
 
 def ctx(request: Request) -> Context:

@@ -17,6 +17,7 @@ from ._app import build_app
 from ._context import Context
 from ._hooks import CallLog, ExecutionLog, FaultScript
 from ._presign import load_secret
+from ._quirks import Quirks
 from ._runner import Runner
 from ._store import Store
 from ._upstream import DEFAULT_RETRIES, Upstream, check_upstream_url, redact
@@ -91,6 +92,15 @@ class LocalBatchServer:
         Upstream requests in flight at once (default 8).
     upstream_retries:
         Retries of one upstream request before its error is recorded (default 4).
+    echo_metadata:
+        False: batches keep their ``metadata`` hidden (every answer shows null), as a provider
+        that does not store it would. Netmind's behaviour here is unknown.
+    netmind_create_answer:
+        True: a batch create answers as the example in Netmind's guide (status ``pending``,
+        empty ``endpoint``, null ``input_file_id`` and times); the batch runs as usual.
+    queued_polls, queued_status:
+        The first ``queued_polls`` retrieves of each batch show status ``queued_status``
+        (default ``"pending"``, Netmind's queued state; any name tests an unknown status).
 
     Test hooks: :meth:`inject_fault` scripts a fault on one exact call, :meth:`executions`
     lists every request the engine ran in batch mode, :meth:`sync_calls` every synchronous
@@ -126,6 +136,10 @@ class LocalBatchServer:
         upstream_api_key: str | None = None,
         concurrency: int = 8,
         upstream_retries: int = DEFAULT_RETRIES,
+        echo_metadata: bool = True,
+        netmind_create_answer: bool = False,
+        queued_polls: int = 0,
+        queued_status: str = "pending",
     ) -> None:
         if seconds_per_request < 0:
             raise ValueError("seconds_per_request must be >= 0")
@@ -155,6 +169,14 @@ class LocalBatchServer:
         if upstream_api_key is not None and not upstream_api_key:
             raise ValueError("upstream_api_key must be a non-empty string or None")
         self._upstream_key = upstream_api_key
+        if isinstance(queued_polls, bool) or not isinstance(queued_polls, int) or queued_polls < 0:
+            raise ValueError("queued_polls must be a whole number >= 0")
+        if not queued_status:
+            raise ValueError("queued_status must be a non-empty string")
+        self.echo_metadata = bool(echo_metadata)
+        self.netmind_create_answer = bool(netmind_create_answer)
+        self.queued_polls = queued_polls
+        self.queued_status = queued_status
         self.concurrency = concurrency
         self.upstream_retries = upstream_retries
         self.seconds_per_request = float(seconds_per_request)
@@ -337,6 +359,12 @@ class LocalBatchServer:
                 corrupt_rate=self.corrupt_rate,
                 upstream=upstream,
                 sync_log=self._sync_log,
+                quirks=Quirks(
+                    echo_metadata=self.echo_metadata,
+                    netmind_create_answer=self.netmind_create_answer,
+                    queued_polls=self.queued_polls,
+                    queued_status=self.queued_status,
+                ),
             )
             app = build_app(
                 context,
