@@ -184,9 +184,10 @@ def test_cli_schema_and_model_column(tmp_path, frame):
     assert all(isinstance(json.loads(tags), list) for tags in out["tags"])
 
 
-def test_batch_embed_gives_unit_vectors_of_the_right_shape(server, frame, dialect):
+def test_batch_embed_gives_unit_vectors_of_the_right_shape(server, frame):
+    # OpenAI's dialect: Netmind does not run embedding batches (see the next tests).
     out = frame.netmind.batch_embed(
-        "text", model="e", dimensions=64, **connection_kwargs(server, dialect)
+        "text", model="e", dimensions=64, **connection_kwargs(server, "openai")
     )
     assert out.index.equals(frame.index)
     assert list(out.columns) == [*frame.columns, *EMBEDDING_COLUMNS]
@@ -200,18 +201,57 @@ def test_batch_embed_gives_unit_vectors_of_the_right_shape(server, frame, dialec
 
 
 def test_a_provider_without_batch_embeddings_says_so(frame):
+    # An OpenAI-dialect provider whose batch create refuses the endpoint: the server's 400
+    # becomes an InputError.
     with (
         LocalBatchServer(endpoints=("/v1/chat/completions",)) as srv,
         pytest.raises(InputError, match="coming soon"),
     ):
-        frame.netmind.batch_embed("text", model="e", **connection_kwargs(srv, "netmind"))
+        frame.netmind.batch_embed("text", model="e", **connection_kwargs(srv, "openai"))
 
 
-def test_cli_embed_writes_vectors(tmp_path, frame):
+@pytest.mark.parametrize("how", ["base_url", "local"])
+def test_netmind_embedding_batches_stop_before_the_upload(fresh_server, frame, how):
+    kwargs = (
+        connection_kwargs(fresh_server, "netmind")
+        if how == "base_url"
+        else {"local": True, "progress": False}
+    )
+    with pytest.raises(InputError, match="coming soon") as caught:
+        frame.netmind.batch_embed("text", model="e", **kwargs)
+    message = str(caught.value)
+    assert "nothing was uploaded" in message and "mode='sync'" in message
+    assert ("provider='openai'" in message) == (how == "base_url")
+    assert ("openai_base_url" in message) == (how == "local")
+    assert uploaded_files(fresh_server) == []
+
+
+def test_netmind_embeddings_run_in_sync_mode(fresh_server, frame):
+    out = frame.netmind.batch_embed(
+        "text", model="e", mode="sync", **connection_kwargs(fresh_server, "netmind")
+    )
+    assert (out["status"] == "ok").all()
+    assert uploaded_files(fresh_server) == []
+
+
+def test_cli_embed_says_netmind_does_not_run_embedding_batches(tmp_path, frame, capsys):
     frame.reset_index().to_parquet(tmp_path / "in.parquet")
     args = [
         "embed", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--column", "text",
-        "--model", "e", "--param", "dimensions=32", "--local", "--quiet", "--poll-interval", "0.05",
+        "--model", "e", "--local", "--quiet",
+    ]  # fmt: skip
+    assert main(args) != EXIT_OK
+    assert "coming soon" in capsys.readouterr().err
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_cli_embed_writes_vectors(tmp_path, frame, fresh_server, monkeypatch):
+    monkeypatch.setenv("NETMIND_API_KEY", fresh_server.api_key)
+    frame.reset_index().to_parquet(tmp_path / "in.parquet")
+    args = [
+        "embed", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--column", "text",
+        "--model", "e", "--param", "dimensions=32", "--base-url", fresh_server.openai_base_url,
+        "--quiet", "--poll-interval", "0.05",
     ]  # fmt: skip
     assert main(args) == EXIT_OK
     out = pd.read_parquet(tmp_path / "out.parquet")

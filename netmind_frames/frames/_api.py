@@ -315,15 +315,18 @@ def batch_embed(
     connection, limits, retries and exactly-once guarantees are those of
     :func:`batch_complete`; ``**params`` (e.g. ``dimensions``) go into every request.
 
-    Netmind lists batch embeddings as "coming soon": a provider that rejects the endpoint
-    raises :class:`InputError` saying so, before any batch runs.
+    Netmind lists batch embeddings as "coming soon": with provider ``netmind`` (its base URL,
+    or ``local=True``, which emulates it) this raises :class:`InputError` before anything is
+    uploaded; ``mode="sync"`` embeds through Netmind's synchronous endpoint instead. Another
+    provider that rejects the endpoint raises :class:`InputError` saying so, before any batch
+    runs.
 
     ``mode``, ``max_concurrency`` and ``sync_threshold`` are those of :func:`batch_complete`:
     ``mode="sync"`` posts each row's request to the synchronous ``/embeddings`` endpoint
     (the synchronous price; no journal).
 
     Example:
-        >>> out = batch_embed(df, "text", model="BAAI/bge-m3", local=True)
+        >>> out = batch_embed(df, "text", model="BAAI/bge-m3", base_url=openai_compatible_url)
         >>> matrix = np.stack(out["embedding"])
     """
     if use_sync(mode, max_concurrency, sync_threshold, lambda: len(frame)):
@@ -453,7 +456,7 @@ def _sync_source(
     **kwargs: Any,
 ) -> SyncRun:
     """The call's rows, ready to run against the synchronous endpoint (no journal)."""
-    ready = _prepare(source, prompt, **kwargs)
+    ready = _prepare(source, prompt, batches=False, **kwargs)
     return SyncRun(
         ready.connection,
         ready.options,
@@ -511,6 +514,7 @@ def _prepare(
     retries: int = 2,
     chunk_rows: int | None = None,
     embed_column: str | None = None,
+    batches: bool = True,
     **params: Any,
 ) -> _Prepared:
     check_completion_window(completion_window)
@@ -522,6 +526,8 @@ def _prepare(
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
+    if embed_column is not None and batches and settings.provider == "netmind":
+        raise InputError(_no_netmind_embedding_batches(local))
     if source.n_rows == 0:
         raise InputError("the input is empty: there is nothing to send")
     check_model(model, model_column)
@@ -556,6 +562,32 @@ def _prepare(
         # Ids are checked per chunk while building; a duplicate across chunks only here.
         check_custom_ids(source.frame, custom_id_column)
     return _Prepared(settings, options, connect(settings, client))
+
+
+def _no_netmind_embedding_batches(local: bool) -> str:
+    """Why an embeddings job stops before its upload on Netmind, and what to do instead.
+
+    An error rather than a warning: Netmind's batch guide lists ``/v1/embeddings`` as "coming
+    soon" and its batch create refuses it, so going on would upload a file (up to 100 MB a
+    shard, kept on the user's storage) only to fail at the create. A user whose endpoint does
+    run embedding batches says so with ``provider="openai"``.
+    """
+    head = (
+        f"local=True emulates Netmind, which does not run {EMBEDDINGS_ENDPOINT} batches yet"
+        if local
+        else f"Netmind (provider 'netmind') does not run {EMBEDDINGS_ENDPOINT} batches yet"
+    )
+    other = (
+        "point base_url= at a local server's OpenAI dialect instead of local=True "
+        "(LocalBatchServer.openai_base_url, or the 'OpenAI base URL' netmind-frames serve prints)"
+        if local
+        else "if your endpoint's OpenAI-compatible Batch API does run embeddings, pass "
+        "provider='openai' (CLI: --provider openai)"
+    )
+    return (
+        f"{head} (its batch guide lists them as coming soon), so nothing was uploaded. Use "
+        f"mode='sync' for the synchronous embeddings endpoint (the synchronous price), or {other}."
+    )
 
 
 def to_jsonl(

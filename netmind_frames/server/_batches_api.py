@@ -1,7 +1,10 @@
 """Routes of the Batch API and the synchronous chat endpoint, served under both prefixes.
 
-``/v1`` is OpenAI's dialect and ``/inference-api/openai/v1`` Netmind's; both see the same
-batches and files.
+``/inference-api/openai/v1`` is Netmind's dialect; OpenAI's is ``/openai/v1`` (rewritten to
+``/v1`` by ``_dialect``) and the old ``/v1``. All see the same batches and files. Under
+Netmind's prefix a ``/v1/embeddings`` batch gets 400 "not supported yet", as Netmind's guide
+says, unless the server's ``netmind_embeddings`` knob is on; the synchronous
+``.../embeddings`` is served under every prefix (Netmind serves it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from starlette.routing import Route
 
 from ..results._answer_lines import NO_ANSWER, error_envelope
 from ._context import Context, ctx
+from ._dialect import is_netmind_batches
 from ._embed import embed_with_input
 from ._engine import complete_with_prompt, last_user_text
 from ._envelope import ApiError, JSONResponse, not_found
@@ -32,10 +36,17 @@ EMBEDDINGS = "/v1/embeddings"
 ENDPOINTS = (ENDPOINT, EMBEDDINGS)
 
 
-def unsupported(endpoint: str, context: Context) -> str:
-    """The message for an endpoint this server was told not to serve (Netmind's wording)."""
-    served = ", ".join(sorted(context.endpoints)) or "none"
-    return f"The endpoint {endpoint} is not supported yet (coming soon); supported: {served}."
+def unsupported(endpoint: str, served: frozenset[str]) -> str:
+    """The message for an endpoint this server does not serve (Netmind's wording)."""
+    listed = ", ".join(sorted(served)) or "none"
+    return f"The endpoint {endpoint} is not supported yet (coming soon); supported: {listed}."
+
+
+def _batch_endpoints(request: Request, c: Context) -> frozenset[str]:
+    """The batch endpoints served under the request's prefix."""
+    if is_netmind_batches(request) and not c.netmind_embeddings:
+        return c.endpoints - {EMBEDDINGS}
+    return c.endpoints
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -102,8 +113,9 @@ async def create_batch(request: Request) -> Response:
             param="endpoint",
             code="invalid_value",
         )
-    if endpoint not in c.endpoints:
-        raise ApiError(400, unsupported(endpoint, c), param="endpoint", code="invalid_value")
+    served = _batch_endpoints(request, c)
+    if endpoint not in served:
+        raise ApiError(400, unsupported(endpoint, served), param="endpoint", code="invalid_value")
     if body.get("completion_window") != "24h":
         raise ApiError(
             400,
@@ -206,7 +218,7 @@ async def embeddings(request: Request) -> Response:
     (404 when the server does not serve ``/v1/embeddings``, as a provider without it)."""
     c = ctx(request)
     if EMBEDDINGS not in c.endpoints:
-        raise ApiError(404, unsupported(EMBEDDINGS, c), code="unknown_url")
+        raise ApiError(404, unsupported(EMBEDDINGS, c.endpoints), code="unknown_url")
     body = await _json_object(request)
     if c.upstream is not None:
         raw = await request.body()

@@ -11,7 +11,13 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ._server import DEFAULT_MAX_BODY_BYTES, ENDPOINTS, LocalBatchServer
+from ._server import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PRESIGNED_TTL,
+    ENDPOINTS,
+    PRESIGNED_MAX_BYTES,
+    LocalBatchServer,
+)
 from ._upstream import DEFAULT_RETRIES, check_upstream_url, redact
 
 SERVE_SECONDS_PER_REQUEST = 0.003
@@ -53,6 +59,13 @@ def _endpoints(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(
             f"must be a comma-separated subset of {','.join(ENDPOINTS)}"
         )
+    return names
+
+
+def _models(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("must be a comma-separated list of model names")
     return names
 
 
@@ -228,6 +241,33 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the first N retrieves of each batch show status 'pending' (default: 0)",
     )
     p.add_argument(
+        "--netmind-embeddings",
+        action="store_true",
+        help="also run /v1/embeddings batches under Netmind's prefix (Netmind: 'coming soon'; "
+        "default: only under OpenAI's)",
+    )
+    p.add_argument(
+        "--model-allowlist",
+        type=_models,
+        default=None,
+        metavar="A,B",
+        help="the models batches may name; others fail validation (default: any)",
+    )
+    p.add_argument(
+        "--presigned-ttl",
+        type=_non_negative,
+        default=DEFAULT_PRESIGNED_TTL,
+        metavar="S",
+        help=f"lifetime of presigned URLs in seconds (default: {DEFAULT_PRESIGNED_TTL:g})",
+    )
+    p.add_argument(
+        "--presigned-max-bytes",
+        type=_at_least(1),
+        default=PRESIGNED_MAX_BYTES,
+        metavar="N",
+        help=f"reject presigned uploads above N bytes with 413 (default: {PRESIGNED_MAX_BYTES})",
+    )
+    p.add_argument(
         "--max-body-bytes",
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
@@ -301,6 +341,10 @@ def run_serve(
         echo_metadata=not args.no_echo_metadata,
         netmind_create_answer=args.netmind_create_answer,
         queued_polls=args.queued_polls,
+        netmind_embeddings=args.netmind_embeddings,
+        model_allowlist=args.model_allowlist,
+        presigned_ttl=args.presigned_ttl,
+        presigned_max_bytes=args.presigned_max_bytes,
     )
     stop = stop or threading.Event()
     previous = None

@@ -21,7 +21,7 @@ class Context:
     store: Store
     runner: Runner
     secret: bytes
-    presign_ttl: float
+    presigned_ttl: float
     expire_after: float | None
     seed: int
     shuffle: bool
@@ -37,6 +37,10 @@ class Context:
     """Where synchronous calls are recorded (the ``sync_calls()`` test hook); None: not."""
     quirks: Quirks = field(default_factory=Quirks)
     """How batch objects are shown (Netmind's unknowns, see ``_quirks``)."""
+    netmind_embeddings: bool = False
+    """Whether ``/v1/embeddings`` batches run under Netmind's prefix (Netmind: "coming soon")."""
+    presigned_max_bytes: int = 100_000_000
+    """The largest body a presigned PUT takes (Netmind: 100 MB per batch file); above: 413."""
 
 
 def ctx(request: Request) -> Context:

@@ -1,9 +1,14 @@
 """Routes of the File APIs: OpenAI's multipart upload and Netmind's presigned flow, one store.
 
-``POST /v1/files`` tells the dialects apart by content type. ``GET /v1/files`` answers OpenAI's
-list envelope to the openai SDK (its ``X-Stainless-Lang`` header or ``OpenAI/`` user agent) or
-when any of ``limit``, ``after``, ``order``, ``purpose`` is given, and Netmind's bare array
-otherwise.
+``POST /v1/files`` tells the dialects apart by content type. ``GET /v1/files`` answers
+Netmind's bare array to every client, whatever its headers: Netmind's own SDK sends the openai
+SDK's ``X-Stainless-*`` headers and ``OpenAI/`` user agent and still expects the array. OpenAI's
+list envelope is answered under OpenAI's own prefix (``GET /openai/v1/files``, see
+``_dialect``) and, for callers still on the old ``/v1`` base, when any of OpenAI's list
+parameters ``limit``, ``after``, ``order``, ``purpose`` is given (Netmind's SDK sends none).
+
+Netmind's create takes the purposes of its SDK (``fine-tune``, ``batch``, ``inference``,
+``code-interpreter``), and its presigned PUT at most ``presigned_max_bytes`` (100 MB).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ._context import ctx
+from ._dialect import is_openai
 from ._envelope import ApiError, JSONResponse, not_found
 from ._ids import is_file_id
 from ._objects import file_object, int_param, netmind_file, page
@@ -29,7 +35,8 @@ from ._presign import PREFIX, sign, verify
 from ._store import THIRTY_DAYS, FileRecord
 
 OPENAI_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
-NETMIND_PURPOSES = frozenset({"batch", "fine-tune"})
+#: The purposes of Netmind's SDK (its ``FilePurpose`` enum, batch-api.md §5.2b).
+NETMIND_PURPOSES = ("fine-tune", "batch", "inference", "code-interpreter")
 _LIST_PARAMS = ("limit", "after", "order", "purpose")
 
 
@@ -75,10 +82,11 @@ async def _netmind_create(request: Request) -> Response:
     if not isinstance(name, str) or not name or len(name) > 255:
         raise ApiError(400, "'file_name' must be a non-empty string.", param="file_name")
     if purpose not in NETMIND_PURPOSES:
-        raise ApiError(400, "'purpose' must be 'batch' or 'fine-tune'.", param="purpose")
+        allowed = ", ".join(f"'{p}'" for p in NETMIND_PURPOSES)
+        raise ApiError(400, f"'purpose' must be one of {allowed}.", param="purpose")
     c = ctx(request)
     rec = c.store.add_file(name, purpose, source=None)
-    url = sign(c.secret, _origin(request), "put", rec.id, c.presign_ttl)
+    url = sign(c.secret, _origin(request), "put", rec.id, c.presigned_ttl)
     return JSONResponse({"id": rec.id, "presigned_url": url})
 
 
@@ -121,12 +129,7 @@ async def _openai_upload(request: Request) -> Response:
 
 
 def _wants_openai_list(request: Request) -> bool:
-    headers = request.headers
-    return (
-        "x-stainless-lang" in headers
-        or headers.get("user-agent", "").startswith("OpenAI/")
-        or any(name in request.query_params for name in _LIST_PARAMS)
-    )
+    return is_openai(request) or any(name in request.query_params for name in _LIST_PARAMS)
 
 
 async def list_files(request: Request) -> Response:
@@ -172,7 +175,7 @@ async def presigned_download(request: Request) -> Response:
     rec = _file(request)
     c = ctx(request)
     return JSONResponse(
-        {"presigned_url": sign(c.secret, _origin(request), "get", rec.id, c.presign_ttl)}
+        {"presigned_url": sign(c.secret, _origin(request), "get", rec.id, c.presigned_ttl)}
     )
 
 
@@ -190,14 +193,32 @@ def _check_signature(request: Request, op: str) -> str:
     return str(file_id)
 
 
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"The file is larger than the {limit:,} byte limit of a batch file (100 MB at Netmind).",
+        param="file",
+        code="file_too_large",
+    )
+
+
 async def presigned_put(request: Request) -> Response:
-    """``PUT /_presigned/{id}?...``: store the raw body as the file's bytes, exactly."""
+    """``PUT /_presigned/{id}?...``: store the raw body as the file's bytes, exactly (at most
+    ``presigned_max_bytes``; more gets 413)."""
     file_id = _check_signature(request, "put")
     store = ctx(request).store
+    limit = ctx(request).presigned_max_bytes
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
     tmp = store.new_tmp_path()
+    seen = 0
     try:
         with tmp.open("wb") as fh:
             async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > limit:  # a chunked body has no Content-Length to check first
+                    raise _too_large(limit)
                 fh.write(chunk)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -95,6 +95,8 @@ class Runner:
     cancel_after:
         Seconds a cancelled batch stays ``cancelling`` (no request starts meanwhile) before it
         ends ``cancelled``; Netmind finishes in-flight requests first, for up to 10 minutes.
+    model_allowlist:
+        The models a batch may name; a batch naming another fails validation. None: any.
     """
 
     def __init__(
@@ -107,8 +109,10 @@ class Runner:
         corrupt_rate: float = 0.0,
         upstream: Upstream | None = None,
         cancel_after: float = 0.0,
+        model_allowlist: frozenset[str] | None = None,
     ) -> None:
         self.store = store
+        self.model_allowlist = model_allowlist
         self.cancel_after = cancel_after
         self._cancel_seen: dict[str, float] = {}  # batch id -> when the runner saw the cancel
         self.upstream = upstream
@@ -233,7 +237,8 @@ class Runner:
         if self.store.get_file(file_id) is None:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return None
-        return validate_input(self.store.data_path(file_id), endpoint), seed, shuffle
+        path = self.store.data_path(file_id)
+        return validate_input(path, endpoint, self.model_allowlist), seed, shuffle
 
     def _remember(self, batch_id: str, lines: Sequence[bytes], *, seed: int, shuffle: bool) -> _Job:
         order = list(range(len(lines)))

@@ -15,6 +15,7 @@ import uvicorn
 
 from ._app import build_app
 from ._context import Context
+from ._dialect import OPENAI_PREFIX
 from ._hooks import CallLog, ExecutionLog, FaultScript
 from ._presign import load_secret
 from ._quirks import Quirks
@@ -23,6 +24,9 @@ from ._store import Store
 from ._upstream import DEFAULT_RETRIES, Upstream, check_upstream_url, redact
 
 DEFAULT_MAX_BODY_BYTES = 200 * 1024 * 1024
+#: Netmind's limit on a batch input file, as the presigned PUT enforces it (100 MB).
+PRESIGNED_MAX_BYTES = 100_000_000
+DEFAULT_PRESIGNED_TTL = 7200.0
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -61,8 +65,20 @@ class LocalBatchServer:
         Shuffle output lines (seeded); False keeps input order.
     host, port:
         Where to listen; loopback and an ephemeral port by default.
-    presign_ttl:
-        Lifetime of presigned URLs in seconds (Netmind: 2 hours).
+    presigned_ttl:
+        Lifetime of presigned URLs in seconds (Netmind: 2 hours). ``presign_ttl`` is its old
+        name, still accepted.
+    presigned_max_bytes:
+        The largest file a presigned PUT takes (default 100,000,000 bytes, Netmind's limit on
+        a batch file); a larger one gets 413 saying so. ``max_body_bytes`` caps the rest.
+    netmind_embeddings:
+        False (default): a ``/v1/embeddings`` batch created under Netmind's prefix gets 400
+        "not supported yet (coming soon)", as Netmind's guide says; OpenAI's prefix runs it.
+        True runs it under both. The synchronous ``.../embeddings`` is served either way.
+    model_allowlist:
+        The models batches may name (None: any). A batch whose lines name another model ends
+        ``failed`` with ``errors.data[]`` entries ``model_not_found`` (``param`` ``body.model``,
+        the line number), as OpenAI's Batch API fails a file naming a model it does not serve.
     record_executions:
         Keep the in-memory log read by :meth:`executions` (default True; ``serve`` turns it
         off, since no one in its process can read it).
@@ -128,7 +144,11 @@ class LocalBatchServer:
         shuffle: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
-        presign_ttl: float = 7200.0,
+        presign_ttl: float | None = None,
+        presigned_ttl: float | None = None,
+        presigned_max_bytes: int = PRESIGNED_MAX_BYTES,
+        netmind_embeddings: bool = False,
+        model_allowlist: tuple[str, ...] | list[str] | frozenset[str] | None = None,
         record_executions: bool = True,
         endpoints: tuple[str, ...] | list[str] = ENDPOINTS,
         corrupt_rate: float = 0.0,
@@ -193,7 +213,12 @@ class LocalBatchServer:
         self.host = host
         self._port_arg = int(port)
         self.port = int(port)
-        self.presign_ttl = float(presign_ttl)
+        self.presigned_ttl = _ttl(presigned_ttl, presign_ttl)
+        if presigned_max_bytes < 1:
+            raise ValueError("presigned_max_bytes must be positive")
+        self.presigned_max_bytes = int(presigned_max_bytes)
+        self.netmind_embeddings = bool(netmind_embeddings)
+        self.model_allowlist = _allowlist(model_allowlist)
         self._lock = threading.Lock()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._socket: socket.socket | None = None
@@ -222,8 +247,18 @@ class LocalBatchServer:
 
     @property
     def openai_base_url(self) -> str:
-        """OpenAI dialect base URL: ``origin + /v1``."""
-        return self.origin + "/v1"
+        """OpenAI dialect base URL: ``origin + /openai/v1``.
+
+        OpenAI's dialect has its own prefix because ``GET /v1/files`` is Netmind's and answers
+        a bare array to every client. ``origin + /v1`` still serves OpenAI's uploads,
+        downloads and batches for older callers.
+        """
+        return self.origin + OPENAI_PREFIX
+
+    @property
+    def presign_ttl(self) -> float:
+        """The old name of :attr:`presigned_ttl`."""
+        return self.presigned_ttl
 
     @property
     def api_key(self) -> str:
@@ -346,12 +381,15 @@ class LocalBatchServer:
                 corrupt_rate=self.corrupt_rate,
                 upstream=upstream,
                 cancel_after=self.cancel_after,
+                model_allowlist=self.model_allowlist,
             )
             context = Context(
                 store=store,
                 runner=runner,
                 secret=load_secret(root),
-                presign_ttl=self.presign_ttl,
+                presigned_ttl=self.presigned_ttl,
+                presigned_max_bytes=self.presigned_max_bytes,
+                netmind_embeddings=self.netmind_embeddings,
                 expire_after=self.expire_after,
                 seed=self.seed,
                 shuffle=self.shuffle,
@@ -455,3 +493,25 @@ class LocalBatchServer:
         key = "set" if self._api_key is not None else "any"
         engine = "" if self.upstream is None else f" upstream={redact(self.upstream)}"
         return f"<LocalBatchServer {where} data_dir={self.data_dir!s} api_key={key}{engine}>"
+
+
+def _ttl(presigned_ttl: float | None, presign_ttl: float | None) -> float:
+    """The presigned URL lifetime from the documented name or its old one (not two values)."""
+    if presigned_ttl is not None and presign_ttl is not None and presigned_ttl != presign_ttl:
+        raise ValueError("pass presigned_ttl only (presign_ttl is its old name)")
+    value = presigned_ttl if presigned_ttl is not None else presign_ttl
+    ttl = DEFAULT_PRESIGNED_TTL if value is None else float(value)
+    if not 0 <= ttl < float("inf"):
+        raise ValueError("presigned_ttl must be a number of seconds >= 0")
+    return ttl
+
+
+def _allowlist(
+    models: tuple[str, ...] | list[str] | frozenset[str] | None,
+) -> frozenset[str] | None:
+    """The ``model_allowlist`` as a set; a string or an empty list is a mistake."""
+    if models is None:
+        return None
+    if isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models):
+        raise ValueError("model_allowlist must be a non-empty list of model names, or None")
+    return frozenset(models)

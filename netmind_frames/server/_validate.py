@@ -4,7 +4,9 @@ Error codes (``errors.data[].code``), each with the 1-based ``line`` it concerns
 ``invalid_json_line`` (not a JSON object), ``missing_custom_id`` (absent, empty or not a
 string), ``duplicate_custom_id``, ``invalid_method`` (``method`` other than ``POST``),
 ``url_mismatch`` (``url`` is not the batch's endpoint), ``model_mismatch`` (a second model in
-the file) and ``empty_file`` (no request line; ``line`` null). Blank lines are skipped. A line
+the file), ``model_not_found`` (a model outside the server's ``model_allowlist``, as OpenAI
+fails a batch whose lines name a model its Batch API does not serve; ``param`` ``body.model``)
+and ``empty_file`` (no request line; ``line`` null). Blank lines are skipped. A line
 whose ``body`` is not a valid request is *not* a validation error: it runs and gets a 400
 error line, as at OpenAI.
 """
@@ -83,12 +85,15 @@ class Validated:
     errors: list[dict[str, Any]]
 
 
-def _error(code: str, message: str, line: int | None) -> dict[str, Any]:
-    return {"code": code, "message": message, "param": None, "line": line}
+def _error(code: str, message: str, line: int | None, param: str | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "param": param, "line": line}
 
 
-def validate_input(data: bytes | Path, endpoint: str) -> Validated:
-    """Check every line of ``data`` (bytes, or a file read through a memory map)."""
+def validate_input(
+    data: bytes | Path, endpoint: str, models: frozenset[str] | None = None
+) -> Validated:
+    """Check every line of ``data`` (bytes, or a file read through a memory map); with
+    ``models``, a line naming another model is an error."""
     lines = Lines.of_file(data) if isinstance(data, Path) else Lines(data)
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -132,6 +137,15 @@ def validate_input(data: bytes | Path, endpoint: str) -> Validated:
             )
         body = req.get("body")
         line_model = body.get("model") if isinstance(body, dict) else None
+        if models is not None and line_model not in models:
+            errors.append(
+                _error(
+                    "model_not_found",
+                    f"The provided model {line_model!r} is not supported by the Batch API.",
+                    number,
+                    "body.model",
+                )
+            )
         if isinstance(line_model, str):
             if model is None:
                 model = line_model
