@@ -526,8 +526,6 @@ def _prepare(
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, provider=provider, client=client, local=local
     )
-    if embed_column is not None and batches and settings.provider == "netmind":
-        raise InputError(_no_netmind_embedding_batches(local))
     if source.n_rows == 0:
         raise InputError("the input is empty: there is nothing to send")
     check_model(model, model_column)
@@ -561,6 +559,9 @@ def _prepare(
     if custom_id_column is not None and isinstance(source, FrameSource):
         # Ids are checked per chunk while building; a duplicate across chunks only here.
         check_custom_ids(source.frame, custom_id_column)
+    if embed_column is not None and batches and settings.provider == "netmind":
+        # After the checks of the caller's own arguments, before anything is uploaded.
+        raise InputError(_no_netmind_embedding_batches(local))
     return _Prepared(settings, options, connect(settings, client))
 
 
