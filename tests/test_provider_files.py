@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import connection_kwargs, uploaded_files
 
-from netmind_frames import BatchJob
+from netmind_frames import BatchJob, InputError
 from netmind_frames.cli import EXIT_ERROR, EXIT_OK, main
 from netmind_frames.jobs._journal import SCHEMA_VERSION, Journal
 from netmind_frames.server import LocalBatchServer
@@ -114,7 +114,7 @@ def test_delete_files_of_an_attached_job_finds_its_results(fresh_server, dialect
 def test_delete_files_refuses_while_a_batch_runs(dialect):
     with LocalBatchServer(seed=1, seconds_per_request=0.5) as srv:
         job = TEXTS.netmind.submit("{text}", model="m", **connection_kwargs(srv, dialect))
-        with pytest.raises(Exception, match="still runs"):
+        with pytest.raises(InputError, match="still runs"):
             job.delete_files()
         assert len(inputs_on(srv)) == 1
         job.cancel()

@@ -4,7 +4,9 @@ Per shard (its fingerprint, for one base URL) it records the input file id, the 
 last status seen, before and after each remote step, so a crashed or restarted process finds
 the batch it already paid for. Per job it records the call's options (template, model,
 parameters; never the API key, never any row's text), so ``BatchJob.attach(job_id, frame=df)``
-needs nothing else.
+needs nothing else. Per provider file (a job's inputs, its batches' output and error files) it
+records the job, the kind and the size, so the files can be listed and deleted later
+(``netmind-frames files``): the provider's storage is limited.
 
 Every operation opens its own short transaction (``BEGIN IMMEDIATE``), so two processes, or two
 threads, can share one journal. A shard being submitted is *claimed*: a second process that
