@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from . import __version__, _timing
 from ._errors import NetmindFramesError
 from .build._source import FileSource
 from .frames._api import attach, submit_file, sync_file, use_sync
+from .jobs._cleanup import delete_known, known_files
 from .jobs._job import BatchJob
 from .jobs._status import cancel_job, job_record, job_shards
 from .transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
@@ -43,6 +45,9 @@ _EXAMPLES = {
     "result": "  netmind-frames result job-0123456789abcdef01234567 out.parquet",
     "cancel": "  netmind-frames cancel job-0123456789abcdef01234567",
     "list": "  netmind-frames list --limit 5",
+    "files": """\
+  netmind-frames files                      # what this machine's jobs keep on the provider
+  netmind-frames files --older-than 7 --delete""",
     "embed": """\
   netmind-frames embed examples/reviews.parquet vectors.parquet --local \\
       --column review --model BAAI/bge-m3 --param dimensions=256""",
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(subparsers)
     _add_job_commands(subparsers)
     _add_list(subparsers)
+    _add_files(subparsers)
     try:
         from .server._cli import add_serve_parser
     except ImportError:  # the optional extra [local] is not installed
@@ -230,6 +236,7 @@ def _add_complete(subparsers: Any) -> None:
         metavar="N",
         help="with --mode auto: the most rows sent in sync mode",
     )
+    _add_keep_files(p)
     p.set_defaults(handler=_run_complete, command="complete")
 
 
@@ -251,6 +258,7 @@ def _add_embed(subparsers: Any) -> None:
     _add_batch_options(p)
     _add_connection_options(p, local=True)
     _add_wait_options(p)
+    _add_keep_files(p)
     p.set_defaults(handler=_run_embed, command="embed")
 
 
@@ -307,6 +315,7 @@ def _add_job_commands(subparsers: Any) -> None:
     for p in (status, wait, result, cancel):
         p.add_argument("job", help="the job id (job-...) that submit printed")
     result.add_argument("output", type=Path, help="output Parquet file")
+    _add_keep_files(result)
     for p in (wait, result):
         p.add_argument("--input", type=Path, help="the input file (default: the journal's)")
         _add_wait_options(p)
@@ -321,6 +330,37 @@ def _add_job_commands(subparsers: Any) -> None:
     wait.set_defaults(handler=_run_wait, command="wait")
     result.set_defaults(handler=_run_result, command="result")
     cancel.set_defaults(handler=_run_cancel, command="cancel")
+
+
+def _add_keep_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="keep the job's input files on the provider (by default deleted once OUT is "
+        "written; the output files stay)",
+    )
+
+
+def _add_files(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "files",
+        "list (or --delete) the provider files of this machine's jobs",
+        "List the files this machine's journal knows on the provider, inputs and results: "
+        "id, kind, size, age, job. The provider's storage is limited (Netmind: 100 GB per "
+        "organization). With --delete, delete them (files of batches still running are "
+        "left). Deleting a job's output files means its answers cannot be downloaded again.",
+    )
+    p.add_argument("--job", help="only the files of this job (job-...)")
+    p.add_argument(
+        "--older-than",
+        type=_days,
+        metavar="DAYS",
+        help="only files the journal learned of at least DAYS days ago",
+    )
+    p.add_argument("--delete", action="store_true", help="delete the files listed")
+    p.add_argument("--provider", choices=["netmind", "openai"], help="override auto-detection")
+    p.set_defaults(handler=_run_files, command="files")
 
 
 def _add_list(subparsers: Any) -> None:
@@ -343,7 +383,7 @@ def _run_complete(args: argparse.Namespace) -> int:
     rows = lambda: FileSource(args.input).n_rows  # noqa: E731 (read only for --mode auto)
     if use_sync(args.mode, args.max_concurrency, args.sync_threshold, rows):
         kwargs = _submit_kwargs(args)
-        for batch_only in ("resubmit", "max_concurrent_batches", "poll_interval"):
+        for batch_only in ("resubmit", "max_concurrent_batches", "poll_interval", "keep_files"):
             del kwargs[batch_only]
         run = sync_file(args.input, args.prompt, max_concurrency=args.max_concurrency, **kwargs)
         return _finish(args, run.to_parquet(args.output))
@@ -370,6 +410,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         local=args.local,
         poll_interval=args.poll_interval,
+        keep_files=args.keep_files,
         **_connection(args),
         **_parse_params(args.param),
     )
@@ -397,7 +438,7 @@ def _run_status(args: argparse.Namespace) -> int:
     print(f"job {record.job_id}  submitted {when}  {record.n_rows} rows  input {record.input}")
     for s in states:
         counts = f"{s.completed} ok, {s.failed} failed of {s.total}" if s.batch_id else ""
-        print(f"  shard {s.index + 1:>4}  {s.batch_id or '-':<40} {s.status:<12} {counts}")
+        print(f"  shard {s.index + 1:>4}  {s.batch_id or '-':<40} {s.status:<14} {counts}")
     return EXIT_OK
 
 
@@ -415,6 +456,25 @@ def _run_result(args: argparse.Namespace) -> int:
     _timing.reset()
     job = _attach(args)
     return _finish(args, job.to_parquet(args.output, timeout=args.timeout))
+
+
+def _run_files(args: argparse.Namespace) -> int:
+    files = known_files(args.job, args.older_than)
+    now = time.time()
+    for f in files:
+        size = "?" if f.bytes is None else _size(f.bytes)
+        age = (now - f.created_at) / 86400
+        print(f"{f.file_id:<40} {f.kind:<6} {size:>9}  {age:6.1f} d  {f.job_id}")
+    known = sum(f.bytes or 0 for f in files)
+    print(f"{len(files)} file(s), {_size(known)} known", file=sys.stderr)
+    if not args.delete or not files:
+        return EXIT_OK
+    done = delete_known(files, provider=args.provider)
+    for f, why in done.left:
+        print(f"left {f.file_id} ({f.kind}, {f.job_id}): {why}", file=sys.stderr)
+    freed = sum(f.bytes or 0 for f in done.deleted)
+    print(f"deleted {len(done.deleted)} file(s), {_size(freed)} known", file=sys.stderr)
+    return EXIT_OK if not done.left else EXIT_ERROR
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
@@ -467,6 +527,7 @@ def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_concurrent_batches": args.max_concurrent_batches,
         "progress": not args.quiet,
         "local": args.local,
+        "keep_files": getattr(args, "keep_files", False),
         **wait,
         **_connection(args),
         **params,
@@ -500,6 +561,7 @@ def _attach(args: argparse.Namespace) -> BatchJob:
         poll_interval=args.poll_interval,
         progress=not args.quiet,
         max_concurrent_batches=args.max_concurrent_batches,
+        keep_files=getattr(args, "keep_files", False),
         **connection,
     )
 
@@ -533,6 +595,25 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value  # a bare word is a string: --param stop=END
     return params
+
+
+def _days(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of days >= 0")
+    return value
+
+
+def _size(n: int) -> str:
+    """Bytes in decimal units: ``950 B``, ``1.2 MB``."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def _positive(text: str) -> int:

@@ -171,7 +171,8 @@ def test_submit_status_wait_result_list(tmp_path, fresh_server, monkeypatch, cap
 
     assert main(["status", job_id]) == EXIT_OK
     status = capsys.readouterr().out
-    assert job_id in status and status.count("pending") == 3  # 2 of 5 shards submitted
+    assert job_id in status and status.count("not_submitted") == 3  # 2 of 5 shards submitted
+    assert "pending" not in status  # a provider's status, never our own
 
     assert main(["wait", job_id, "--poll-interval", "0.05", "--quiet"]) == EXIT_OK
     assert main(["status", job_id]) == EXIT_OK

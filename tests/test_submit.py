@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def count_batches(srv: LocalBatchServer) -> int:
-    with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as client:
+    # Retries enough to outlast a fault_rate server: the count itself must not be the fault.
+    with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key, max_retries=10) as client:
         return sum(1 for _ in client.batches.list(limit=100))
 
 

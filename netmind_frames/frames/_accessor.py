@@ -54,6 +54,7 @@ class NetmindAccessor:
         retries: int = 2,
         resubmit: bool = False,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        keep_files: bool = False,
         mode: Mode = "batch",
         max_concurrency: int = 8,
         sync_threshold: int | None = None,
@@ -89,6 +90,7 @@ class NetmindAccessor:
         retries: int = 2,
         resubmit: bool = False,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        keep_files: bool = False,
         **params: Any,
     ) -> BatchJob:
         """Submit and return a :class:`BatchJob` at once; see :func:`netmind_frames.submit`."""
@@ -139,6 +141,7 @@ class NetmindAccessor:
         retries: int = 2,
         resubmit: bool = False,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        keep_files: bool = False,
         mode: Mode = "batch",
         max_concurrency: int = 8,
         sync_threshold: int | None = None,

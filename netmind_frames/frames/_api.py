@@ -81,6 +81,7 @@ def batch_complete(
     retries: int = 2,
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    keep_files: bool = False,
     mode: Mode = "batch",
     max_concurrency: int = 8,
     sync_threshold: int | None = None,
@@ -121,6 +122,9 @@ def batch_complete(
             (by default, re-running the same call reattaches to them: you never pay twice).
         max_concurrent_batches: batches of this job running at once; further shards are
             submitted as earlier ones finish.
+        keep_files: keep the job's input files on the provider. By default they are deleted
+            once the result is built (the provider's storage is limited: Netmind gives 100 GB
+            per organization); the output and error files stay either way.
         mode: ``"batch"`` (default), ``"sync"``: the same requests sent to the synchronous
             ``/chat/completions`` endpoint, ``max_concurrency`` at a time, for quick
             iteration on a few rows; it costs what the synchronous API costs (**twice the
@@ -129,9 +133,10 @@ def batch_complete(
             again). ``"auto"``: sync when the frame has at most ``sync_threshold`` rows,
             batch otherwise. In sync mode the batch-only options (``max_bytes``,
             ``completion_window``, ``metadata``, ``poll_interval``, ``timeout``,
-            ``resubmit``, ``max_concurrent_batches``) do not apply; the client's own retries
-            handle 429 (honouring ``Retry-After``), 5xx and dropped connections, then
-            ``retries`` rounds re-send rows that still failed for a retryable reason.
+            ``resubmit``, ``max_concurrent_batches``, ``keep_files``) do not apply; the
+            client's own retries handle 429 (honouring ``Retry-After``), 5xx and dropped
+            connections, then ``retries`` rounds re-send rows that still failed for a
+            retryable reason.
         max_concurrency: requests in flight at once in sync mode (default 8).
         sync_threshold: for ``mode="auto"``: the most rows sent in sync mode (required).
         **params: any chat-completion parameter (``max_tokens``, ``temperature``,
@@ -204,6 +209,7 @@ def batch_complete(
         retries=retries,
         resubmit=resubmit,
         max_concurrent_batches=max_concurrent_batches,
+        keep_files=keep_files,
         **params,
     )
     return job.result(timeout=timeout)
@@ -236,6 +242,7 @@ def submit(
     retries: int = 2,
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    keep_files: bool = False,
     **params: Any,
 ) -> BatchJob:
     """Upload the requests and create the batches; return a :class:`BatchJob` at once.
@@ -274,6 +281,7 @@ def submit(
         retries=retries,
         resubmit=resubmit,
         max_concurrent_batches=max_concurrent_batches,
+        keep_files=keep_files,
         **params,
     )
 
@@ -302,6 +310,7 @@ def batch_embed(
     retries: int = 2,
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    keep_files: bool = False,
     mode: Mode = "batch",
     max_concurrency: int = 8,
     sync_threshold: int | None = None,
@@ -377,6 +386,7 @@ def batch_embed(
             retries=retries,
             resubmit=resubmit,
             max_concurrent_batches=max_concurrent_batches,
+            keep_files=keep_files,
             **params,
         )
     except openai.BadRequestError as exc:
@@ -426,11 +436,12 @@ def _submit_source(
     progress: bool = True,
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    keep_files: bool = False,
     **kwargs: Any,
 ) -> BatchJob:
     check_positive("max_concurrent_batches", max_concurrent_batches)
     check_seconds("poll_interval", poll_interval)
-    check_flags(progress=progress, resubmit=resubmit)
+    check_flags(progress=progress, resubmit=resubmit, keep_files=keep_files)
     ready = _prepare(source, prompt, local=local, **kwargs)
     journal = Journal(ready.settings.home)
     job = BatchJob(
@@ -441,6 +452,7 @@ def _submit_source(
         poll_interval=poll_interval,
         progress=progress,
         max_concurrent_batches=max_concurrent_batches,
+        keep_files=keep_files,
         resubmit=resubmit,
     )
     remember(journal, job, ready.settings.base_url, ready.options, source, local)

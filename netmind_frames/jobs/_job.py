@@ -36,7 +36,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .._errors import BatchFailedError
+from .._errors import BatchFailedError, InputError
 from .._timing import timed
 from ..build._source import FileSource, FrameSource, Source, chunk_rows_for
 from ..build._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
@@ -49,10 +49,12 @@ from ..transport._connection import Connection
 from ._attach import find_job, known_batches, remember
 from ._cancel import cancel_batches
 from ._checks import check_timeout
-from ._journal import Journal
+from ._journal import FileKind, Journal, StoredFile
 from ._options import JobOptions
 from ._output import write_result
 from ._rounds import TERMINAL_STATUSES, Driver, Round
+from ._storage import delete_stored, remember_input, remember_results
+from ._submit import shard_key
 
 log = logging.getLogger("netmind_frames")
 
@@ -110,6 +112,7 @@ class BatchJob:
         progress: bool = True,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
         resubmit: bool = False,
+        keep_files: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -127,6 +130,7 @@ class BatchJob:
         self._journal = journal
         self._connection = connection
         self._progress = progress
+        self._keep_files = keep_files
         self._cancelled = False
         self._driver = Driver(
             connection=connection,
@@ -140,6 +144,7 @@ class BatchJob:
             clock=clock,
             resubmit=resubmit,
             check_cancelled=self._check_cancelled,
+            job_id=self._plan.job_id,
         )
         self._first = Round(0, self._plan.chunks, dict(options.metadata))
         if batch_ids is not None:
@@ -179,6 +184,7 @@ class BatchJob:
         poll_interval: float = 30.0,
         progress: bool = True,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        keep_files: bool = False,
         **options: Any,
     ) -> BatchJob:
         """Rebuild a job from its id (``job-...``, or its batch ids comma-separated), in any
@@ -195,6 +201,8 @@ class BatchJob:
         Args:
             frame: the frame the job was submitted from.
             input: or the input file (default: the one the journal recorded).
+            keep_files: keep the job's input files on the provider once its result is
+                written (by default they are deleted then; see :meth:`result`).
 
         Example:
             >>> job = BatchJob.attach("job-0123abcd...", frame=df)
@@ -224,6 +232,7 @@ class BatchJob:
             poll_interval=poll_interval,
             progress=progress,
             max_concurrent_batches=max_concurrent_batches,
+            keep_files=keep_files,
         )
         job.use_batches(known_batches(found, job))
         settings = found.connection.settings
@@ -267,8 +276,10 @@ class BatchJob:
 
     @property
     def status(self) -> str:
-        """The job's status, fetched now: the least advanced of its shards' (``pending``:
-        shards still wait for a slot)."""
+        """The job's status, fetched now: the least advanced of its shards', as the provider
+        names it (``validating``, ``in_progress``, Netmind's ``pending``, or any status it
+        invents: shown as it is and taken as still running); ``not_submitted``: shards still
+        wait for a slot."""
         self.refresh()
         return self._driver.aggregate_status(self._first)
 
@@ -304,7 +315,17 @@ class BatchJob:
         Rows that failed for a reason worth retrying (5xx, 429, timeouts, ``batch_expired``,
         ``missing_result``) are sent again as new batches, up to ``retries`` rounds; rows
         with an answer are never sent again.
+
+        Once the frame is built, the job's input files are deleted on the provider (its
+        output and error files stay), unless the job was made with ``keep_files=True``. A
+        deletion that fails is logged; it never fails the call.
         """
+        out = self._joined(timeout)
+        self._drop_inputs()
+        return out
+
+    def _joined(self, timeout: float | None) -> pd.DataFrame:
+        """The input's rows plus the result columns (nothing deleted)."""
         check_timeout(timeout)
         self._finish(timeout)
         with timed("join"):
@@ -325,12 +346,61 @@ class BatchJob:
     def to_parquet(self, path: str | Path, timeout: float | None = None) -> dict[str, int]:
         """Like ``result()``, but write the joined rows to a Parquet file, chunk by chunk
         when the job's input is a file (memory stays flat); return the count of each status.
+        Once the file is written, the input files are deleted as by ``result()``.
         """
         check_timeout(timeout)
         self._finish(timeout)
-        return write_result(
-            path, self._source, self._chunk_rows, self._load, self._options, self.result
+        counts = write_result(
+            path,
+            self._source,
+            self._chunk_rows,
+            self._load,
+            self._options,
+            lambda: self._joined(None),
         )
+        self._drop_inputs()
+        return counts
+
+    def delete_files(self) -> list[str]:
+        """Delete the job's files on the provider, its inputs and its results; their ids.
+
+        Frees the provider's storage (Netmind: 100 GB per organization) once the result is
+        safe on disk. Without the result files, the job's answers cannot be downloaded again:
+        re-running the call would have to pay again (``resubmit=True``). A deletion that fails
+        is logged and the file is left (``netmind-frames files --delete`` tries again).
+
+        Raises:
+            InputError: a batch of the job is still running (``wait()`` or ``cancel()`` first).
+        """
+        batch_ids = [*self.batch_ids, *self.retry_batch_ids]
+        for batch in self._driver.fetch(batch_ids):
+            if batch.status not in TERMINAL_STATUSES:
+                raise InputError(
+                    f"job {self.id} still runs (batch {batch.id} is {batch.status}): wait() "
+                    "or cancel() it before deleting its files"
+                )
+            remember_results(self._connection, self._journal, self.id, batch)
+        for rnd in [self._first, *self._retries]:
+            for shard, batch_id in zip(rnd.shards, rnd.batch_ids, strict=True):
+                if batch_id is not None:
+                    batch = self._driver.batches.get(batch_id)
+                    key = shard_key(shard, rnd.number)
+                    remember_input(self._connection, self._journal, self.id, key, batch)
+        files = self._stored_files(("input", "output", "error"))
+        return [f.file_id for f in delete_stored(self._connection, self._journal, files)]
+
+    def _drop_inputs(self) -> None:
+        """Delete the input files once the result is written (unless keep_files=True)."""
+        if self._keep_files:
+            return
+        gone = delete_stored(self._connection, self._journal, self._stored_files(("input",)))
+        if gone:
+            log.info("job %s: deleted %d input file(s) on the provider", self.id, len(gone))
+
+    def _stored_files(self, kinds: tuple[FileKind, ...]) -> list[StoredFile]:
+        base_url = self._connection.settings.base_url
+        files = self._journal.files(job_id=self.id, kinds=kinds)
+        return [f for f in files if f.base_url == base_url]
 
     def cancel(self, timeout: float | None = None) -> BatchJob:
         """Cancel every batch still running, submit no more, and wait until each is terminal.

@@ -4,7 +4,9 @@ Per shard (its fingerprint, for one base URL) it records the input file id, the 
 last status seen, before and after each remote step, so a crashed or restarted process finds
 the batch it already paid for. Per job it records the call's options (template, model,
 parameters; never the API key, never any row's text), so ``BatchJob.attach(job_id, frame=df)``
-needs nothing else.
+needs nothing else. Per provider file (a job's inputs, its batches' output and error files) it
+records the job, the kind and the size, so the files can be listed and deleted later
+(``netmind-frames files``): the provider's storage is limited.
 
 Every operation opens its own short transaction (``BEGIN IMMEDIATE``), so two processes, or two
 threads, can share one journal. A shard being submitted is *claimed*: a second process that
@@ -23,9 +25,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 SCHEMA_VERSION = 1
+# Tables are only ever added (CREATE TABLE IF NOT EXISTS), never changed: an older journal
+# gains the new ones when it is opened, so SCHEMA_VERSION stays.
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
@@ -53,6 +57,17 @@ CREATE TABLE IF NOT EXISTS job_plans (
     cancelled  INTEGER NOT NULL DEFAULT 0,
     local      INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    base_url   TEXT NOT NULL,
+    file_id    TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    batch_id   TEXT,
+    kind       TEXT NOT NULL,
+    bytes      INTEGER,
+    created_at REAL NOT NULL,
+    deleted_at REAL,
+    PRIMARY KEY (base_url, file_id)
 );
 """
 
@@ -87,6 +102,25 @@ class ShardRecord:
     file_id: str | None
     batch_id: str | None
     status: str | None
+
+
+FileKind = Literal["input", "output", "error"]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file on the provider that one of this machine's jobs uploaded or produced."""
+
+    base_url: str
+    file_id: str
+    job_id: str
+    batch_id: str | None
+    kind: FileKind
+    """``input`` (uploaded requests), ``output`` or ``error`` (a batch's results)."""
+    bytes: int | None
+    """The size, when known (None: not downloaded by this machine)."""
+    created_at: float
+    """When the journal first learned of the file (seconds since the epoch)."""
 
 
 class Journal:
@@ -312,6 +346,60 @@ class Journal:
         with self._transaction() as db:
             row = db.execute("SELECT options FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    # -- files on the provider ----------------------------------------------------------
+
+    def record_file(
+        self,
+        base_url: str,
+        file_id: str,
+        job_id: str,
+        kind: FileKind,
+        *,
+        batch_id: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Remember a provider file of a job (again: fills in a size or batch learned later)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO files (base_url, file_id, job_id, batch_id, kind, bytes, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (base_url, file_id) DO UPDATE SET "
+                "batch_id = COALESCE(excluded.batch_id, batch_id), "
+                "bytes = COALESCE(excluded.bytes, bytes)",
+                (base_url, file_id, job_id, batch_id, kind, size, self._clock()),
+            )
+
+    def mark_file_deleted(self, base_url: str, file_id: str) -> None:
+        """The file is gone from the provider: it is listed no more."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE files SET deleted_at = ? WHERE base_url = ? AND file_id = ?",
+                (self._clock(), base_url, file_id),
+            )
+
+    def files(
+        self,
+        *,
+        job_id: str | None = None,
+        kinds: tuple[FileKind, ...] = ("input", "output", "error"),
+        created_before: float | None = None,
+    ) -> list[StoredFile]:
+        """The files not deleted yet, oldest first, optionally of one job and older than a time."""
+        where = ["deleted_at IS NULL", f"kind IN ({', '.join('?' * len(kinds))})"]
+        values: list[Any] = list(kinds)
+        if job_id is not None:
+            where.append("job_id = ?")
+            values.append(job_id)
+        if created_before is not None:
+            where.append("created_at < ?")
+            values.append(created_before)
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT base_url, file_id, job_id, batch_id, kind, bytes, created_at FROM files "
+                f"WHERE {' AND '.join(where)} ORDER BY created_at, file_id",
+                values,
+            ).fetchall()
+        return [StoredFile(*row) for row in rows]
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ downloads are deleted at once, so the spool holds results, not raw files.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,19 +30,51 @@ from ..results._embeddings import collect_embeddings
 from ..results._results import ShardOutcome, collect_results
 from ..transport._connection import Connection
 from ._journal import Journal
+from ._storage import remember_input, remember_results
 from ._submit import shard_key, submit_shard
 
 log = logging.getLogger("netmind_frames")
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-#: The status of a shard not submitted yet (waiting for a slot).
-PENDING = "pending"
+#: Every batch status we know: OpenAI's, plus Netmind's ``pending`` (queued at the provider,
+#: the status of the create answer in its guide). Any other is taken as still running.
+KNOWN_STATUSES = TERMINAL_STATUSES | {
+    "validating",
+    "in_progress",
+    "finalizing",
+    "cancelling",
+    "pending",
+}
+#: Our own status of a shard not submitted yet (waiting for a slot). Not ``pending``: that is
+#: a provider's status of a batch that exists.
+NOT_SUBMITTED = "not_submitted"
 #: The first poll comes after this many seconds; the wait then grows to ``poll_interval``.
 _FIRST_POLL = 1.0
 _BACKOFF = 1.5
 #: Polls in a row that may fail (network, 5xx) before the error is raised.
 POLL_FAILURES = 30
 TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+
+
+_unknown_seen: set[str] = set()
+_unknown_lock = threading.Lock()
+
+
+def note_status(status: str) -> str:
+    """``status``, after a warning in the log the first time this process sees it, if it is
+    not one we know (it is then treated as running: never terminal)."""
+    if status not in KNOWN_STATUSES:
+        with _unknown_lock:
+            first = status not in _unknown_seen
+            _unknown_seen.add(status)
+        if first:
+            log.warning(
+                "batch status %r is not one we know; treating it as still running (polling "
+                "goes on until a terminal status: %s)",
+                status,
+                ", ".join(sorted(TERMINAL_STATUSES)),
+            )
+    return status
 
 
 def cancel_running(client: openai.OpenAI, batches: Sequence[tuple[str, str | None]]) -> None:
@@ -102,11 +135,13 @@ class Driver:
     check_cancelled: Callable[[], bool] = lambda: False
     """Asked before submitting more: was the job cancelled (maybe by another process)?"""
     cancelled: bool = False
+    job_id: str = ""
+    """Whose files the journal records (its input and result files on the provider)."""
 
     # -- submitting -----------------------------------------------------------------------
 
     def submit_ready(self, rnd: Round) -> int:
-        """Submit pending shards while fewer than ``max_concurrent`` run; how many were."""
+        """Submit waiting shards while fewer than ``max_concurrent`` run; how many were."""
         if None not in rnd.batch_ids or self.notice_cancel(rnd):
             return 0
         running = sum(1 for b in rnd.batch_ids if b is not None and not self.is_terminal(b))
@@ -117,6 +152,7 @@ class Driver:
                 break
             if batch_id is not None:
                 continue
+            key = shard_key(shards[i], rnd.number)
             rnd.batch_ids[i] = submit_shard(
                 self.connection,
                 self.journal,
@@ -124,12 +160,15 @@ class Driver:
                 endpoint=self.endpoint,
                 index=i,
                 total=len(shards),
-                key=shard_key(shards[i], rnd.number),
+                key=key,
                 completion_window=self.completion_window,
                 metadata=rnd.metadata,
                 resubmit=self.resubmit,
                 sleep=self.sleep,
             )
+            if self.job_id:
+                size = shards[i].path.stat().st_size
+                remember_input(self.connection, self.journal, self.job_id, key, size=size)
             running += 1
             submitted += 1
         return submitted
@@ -164,6 +203,7 @@ class Driver:
         """Retrieve batches now, recording status changes in the journal."""
         fetched = [self.connection.client.batches.retrieve(b) for b in batch_ids]
         for batch in fetched:
+            note_status(str(batch.status))
             previous = self.batches.get(batch.id)
             if previous is None or previous.status != batch.status:
                 self.journal.record_status(
@@ -175,20 +215,21 @@ class Driver:
     def shard_status(self, rnd: Round, i: int) -> str:
         batch_id = rnd.batch_ids[i]
         if batch_id is None:
-            return "cancelled" if self.cancelled else PENDING
+            return "cancelled" if self.cancelled else NOT_SUBMITTED
         batch = self.batches.get(batch_id)
         return "submitted" if batch is None else str(batch.status)
 
     def aggregate_status(self, rnd: Round) -> str:
-        """One status, or the least advanced of all; ``pending``: waiting for a slot."""
+        """One status, or the least advanced of all (a provider's status verbatim, even one
+        we do not know); ``not_submitted``: shards wait for a slot."""
         statuses = [self.shard_status(rnd, i) for i in range(len(rnd.batch_ids))]
         if len(set(statuses)) == 1:
             return statuses[0]
-        running = [s for s in statuses if s not in TERMINAL_STATUSES and s != PENDING]
+        running = [s for s in statuses if s not in TERMINAL_STATUSES and s != NOT_SUBMITTED]
         if running:
             return running[0]
-        if PENDING in statuses:
-            return PENDING
+        if NOT_SUBMITTED in statuses:
+            return NOT_SUBMITTED
         for status in ("failed", "expired", "cancelled"):
             if status in statuses:
                 return status
@@ -299,8 +340,10 @@ class Driver:
             batch = self.batches[batch_id]
             batches.append((shard, batch))
             files = self._download(batch, self.spool / f"r{rnd.number}-{shard.index:06d}")
-            downloads += files
-            outcomes.append(ShardOutcome(shard.positions, str(batch.status), list(files)))
+            downloads += files.values()
+            outcomes.append(ShardOutcome(shard.positions, str(batch.status), list(files.values())))
+            if self.job_id:
+                self._remember_files(rnd, shard, batch, files)
         try:
             with timed("parse"):
                 collect = (
@@ -313,15 +356,25 @@ class Driver:
         _reconcile(batches, table)
         return table
 
-    def _download(self, batch: Any, prefix: Path) -> list[Path]:
-        """Download the output and error files that exist (either may be absent)."""
+    def _download(self, batch: Any, prefix: Path) -> dict[str, Path]:
+        """Download the output and error files that exist (either may be absent), by id."""
         files = {"output": batch.output_file_id, "error": batch.error_file_id}
         with timed("download"):
-            return [
-                self.connection.files.download(file_id, Path(f"{prefix}-{kind}.jsonl"))
+            return {
+                file_id: self.connection.files.download(file_id, Path(f"{prefix}-{kind}.jsonl"))
                 for kind, file_id in files.items()
                 if file_id
-            ]
+            }
+
+    def _remember_files(
+        self, rnd: Round, shard: SpooledShard, batch: Any, files: dict[str, Path]
+    ) -> None:
+        """Record a collected shard's input and result files (with sizes) in the journal."""
+        key = shard_key(shard, rnd.number)
+        size = shard.path.stat().st_size if shard.path.exists() else None
+        remember_input(self.connection, self.journal, self.job_id, key, batch, size)
+        sizes = {file_id: path.stat().st_size for file_id, path in files.items()}
+        remember_results(self.connection, self.journal, self.job_id, batch, sizes)
 
 
 def _reconcile(batches: Sequence[tuple[SpooledShard, Any]], table: pa.Table) -> None:

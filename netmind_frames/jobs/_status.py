@@ -16,11 +16,13 @@ from ..transport._connection import connect
 from ._cancel import cancel_batches
 from ._checks import check_timeout
 from ._journal import JobRecord, Journal
+from ._rounds import NOT_SUBMITTED, note_status
 
 
 @dataclass(frozen=True)
 class ShardState:
-    """One first-round shard of a job: its batch (None: not submitted yet) and status."""
+    """One first-round shard of a job: its batch (None: not submitted yet) and status (the
+    provider's, verbatim; ``not_submitted`` or ``cancelled`` for a shard without a batch)."""
 
     index: int
     batch_id: str | None
@@ -50,10 +52,11 @@ def job_shards(job_id: str, **connection: Any) -> tuple[JobRecord, list[ShardSta
     for index, key in enumerate(record.shard_keys):
         shard = journal.shard(record.base_url, key)
         if shard is None or shard.batch_id is None:
-            status = "cancelled" if record.cancelled else "pending"
+            status = "cancelled" if record.cancelled else NOT_SUBMITTED
             states.append(ShardState(index, None, status, 0, 0, 0))
             continue
         batch = client.batches.retrieve(shard.batch_id)
+        journal.record_status(record.base_url, batch.id, note_status(str(batch.status)))
         counts = batch.request_counts
         states.append(
             ShardState(

@@ -44,6 +44,10 @@ class FileTransport(Protocol):
         """Stream the file's bytes to ``dest`` and return ``dest``."""
         ...
 
+    def delete(self, file_id: str) -> bool:
+        """Delete the file on the provider; False when it was gone already."""
+        ...
+
 
 class OpenAIFiles:
     """Files through the openai client: multipart upload, streamed ``/files/{id}/content``."""
@@ -97,6 +101,20 @@ class OpenAIFiles:
 
         # The SDK retries failed requests, but not a connection dropped mid-body.
         return _retry(attempt, f"download of {file_id}")
+
+    def delete(self, file_id: str) -> bool:
+        """``client.files.delete``; False when the file was gone already (404).
+
+        Raises ``FileTransferError`` when it fails (after one retry: deleting is housekeeping,
+        and ``netmind-frames files --delete`` can try again later).
+        """
+        try:
+            self._client.with_options(max_retries=_DELETE_ATTEMPTS - 1).files.delete(file_id)
+        except openai.NotFoundError:
+            return False
+        except openai.APIError as exc:
+            raise FileTransferError(f"delete of {file_id} failed: {exc}") from exc
+        return True
 
 
 class NetmindFiles:
@@ -157,6 +175,24 @@ class NetmindFiles:
 
         url = _retry(presigned_url, f"download URL of {file_id}")
         return _retry(lambda: fetch(url), f"download of {file_id}")
+
+    def delete(self, file_id: str) -> bool:
+        """``DELETE {files_url}/{id}`` (its answer's body is unspecified: not read); False
+        when the file was gone already (404); ``FileTransferError`` when it fails (after one
+        retry: deleting is housekeeping, ``netmind-frames files --delete`` can try again)."""
+
+        for n in range(_DELETE_ATTEMPTS):
+            try:
+                answer = self._http.delete(f"{self._files_url}/{file_id}", headers=self._auth)
+                if answer.status_code == 404:
+                    return False
+                _raise_for_status(answer, "file delete")
+                return True
+            except (httpx2.TransportError, _RetryableError) as exc:
+                if n == _DELETE_ATTEMPTS - 1:
+                    raise FileTransferError(f"delete of {file_id} failed: {exc}") from exc
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
 
 def download_url_from(response: httpx2.Response) -> str:
@@ -226,3 +262,7 @@ def _keys(body: object) -> str:
     if isinstance(body, dict):
         return f"an object with keys {sorted(body)}"
     return f"a {type(body).__name__}"
+
+
+#: Tries of a file deletion (housekeeping: a failure is logged, and can be retried later).
+_DELETE_ATTEMPTS = 2
