@@ -135,6 +135,88 @@ def test_invalid_answers_say_what_failed(response, message):
     assert columns.iloc[1].isna().all()
 
 
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        pytest.param(
+            answer(confidence="high"),
+            "field 'confidence': expected number, got string",
+            id="wrong-type",
+        ),
+        pytest.param(answer(stars="5"), "field 'stars': expected integer, got string", id="strict"),
+        pytest.param(
+            answer(stars=True), "field 'stars': expected integer, got boolean", id="bool-is-not-int"
+        ),
+        pytest.param(answer(stars=...), "field 'stars': required but missing", id="missing"),
+        pytest.param(answer(sentiment="meh"), "field 'sentiment': Input should be", id="literal"),
+        pytest.param(answer(confidence=1.5), "field 'confidence': .*less than or equal", id="le"),
+        pytest.param(
+            answer(topics=["a", 3]), r"field 'topics\[1\]': expected string", id="array-item"
+        ),
+        pytest.param(
+            answer(author={"name": 1}), "field 'author.name': expected string", id="nested"
+        ),
+        pytest.param(
+            answer(stars="x", spam="y"), r"field 'stars': .* \(and 1 more\)$", id="several"
+        ),
+        pytest.param("[1]", "the answer: expected object, got array", id="not-object"),
+    ],
+)
+def test_a_models_own_validation_says_what_failed_in_the_same_words(response, message):
+    columns, invalid, messages = parse_structured([answer(), response], None, Review)
+    assert invalid.tolist() == [False, True]
+    assert messages[0] is pd.NA and re.search(message, messages[1]), messages[1]
+    assert columns.iloc[1].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("schema", "response", "message"),
+    [
+        pytest.param(
+            {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "5",
+            "field 'a': expected null or string, got integer",
+            id="optional",
+        ),
+        pytest.param({"const": "k"}, '"z"', "field 'a': expected \"k\", got \"z\"", id="const"),
+        pytest.param(
+            {"type": "string", "maxLength": 2}, '"abc"', "expected at most 2 characters, got 3",
+            id="max-length",
+        ),
+        pytest.param(
+            {"type": "string", "pattern": "^x"}, '"y"', "does not match the pattern '\\^x'",
+            id="pattern",
+        ),
+        pytest.param(
+            {"type": "number", "multipleOf": 2}, "3", "not a multiple of 2", id="multiple"
+        ),
+        pytest.param(
+            {"oneOf": [{"type": "integer"}, {"type": "number"}]}, "1",
+            "matches more than one branch of oneOf", id="one-of-many",
+        ),
+        pytest.param(False, "1", "field 'a': no value is allowed here", id="false-schema"),
+        pytest.param({"uniqueItems": True}, "[1, 1]", "field 'a': .*unique", id="other-keyword"),
+    ],
+)  # fmt: skip
+def test_every_keyword_failure_names_the_field(schema, response, message):
+    document = {"type": "object", "properties": {"a": schema}}
+    _, invalid, messages = parse_structured(['{"a": ' + response + "}"], None, document)
+    assert invalid.tolist() == [True]
+    assert re.search(message, messages[0]), messages[0]
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        pytest.param({"type": "strnig"}, 'at properties/a/type: "strnig"', id="unknown-type"),
+        pytest.param({"type": "string", "pattern": "("}, "not a valid JSON Schema", id="pattern"),
+    ],
+)
+def test_an_invalid_json_schema_is_rejected_up_front(schema, message):
+    with pytest.raises(InputError, match=message):
+        output_schema({"type": "object", "properties": {"a": schema}})
+
+
 def test_pydantic_validators_run_after_the_schema():
     class Word(pydantic.BaseModel):
         word: str

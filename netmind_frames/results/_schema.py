@@ -3,9 +3,9 @@
 A schema is a pydantic model class (recognised by its ``model_json_schema`` method; pydantic
 is never imported here) or a JSON Schema dict whose top level is an object with
 ``properties``. :func:`response_format_for` makes the request parameter;
-:func:`parse_structured` parses each answer with orjson, validates it against the schema (a
-compiled validator for the subset structured outputs use, then the pydantic model itself when
-one was given) and builds one nullable column per top-level property.
+:func:`parse_structured` parses each answer with orjson, validates them all at once (against
+the JSON Schema, or with the pydantic model when one was given) and builds one nullable column
+per top-level property.
 
 Column dtypes, from the property's schema (``$ref`` resolved; a ``null`` branch or type only
 makes it nullable):
@@ -19,19 +19,18 @@ makes it nullable):
 ``array``, ``object``, anything else   ``object``: the parsed JSON (lists, dicts), ``None``
 =====================================  ==========================================
 
-Validator coverage: ``type`` (one or a list, ``null`` included; ``integer`` accepts ``2.0``),
-``properties``, ``required``, ``additionalProperties`` (``false`` or a schema), ``items``,
-``prefixItems``, ``minItems``/``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf``
-(exactly one branch), ``allOf``, local ``$ref`` (``#/$defs/...``, ``#/definitions/...``,
-recursive models included), ``minimum``/``maximum`` and their exclusive forms,
-``multipleOf``, ``minLength``/``maxLength``, ``pattern``. Other keywords (``format``,
-``description``, ``default``, ...) are accepted and not checked.
+Validation (see :mod:`._validation`): a JSON Schema dict is checked by jsonschema-rs, the whole
+of Draft 2020-12 (``format`` is an annotation, not checked); a pydantic model by pydantic
+itself, in strict mode. A ``$ref`` must be local (``#/$defs/...``, ``#/definitions/...``,
+``#``): nothing is ever fetched.
 """
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -42,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import InputError
-from ._jsonschema import Check, as_dict, child, compile_schema, resolve, type_names, where
+from ._validation import Failures, model_failures, schema_failures
 
 __all__ = [
     "OutputSchema",
@@ -73,7 +72,8 @@ class OutputSchema:
     """One column per top-level property, in schema order."""
     dtypes: dict[str, Any] = field(default_factory=dict, repr=False)
     """Column name -> pandas dtype (see the module docstring)."""
-    check: Check = field(default=lambda value, where: None, repr=False, compare=False)
+    failures: Failures = field(default=lambda docs, texts: {}, repr=False, compare=False)
+    """The bulk check of parsed answers: {index: message} of those that fail."""
 
 
 def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
@@ -111,6 +111,7 @@ def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
         document = orjson.loads(orjson.dumps(document))  # a private, plain-JSON copy
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InputError(f"schema is not JSON-serialisable: {exc}") from None
+    _check_refs(document, document)
     top = resolve(document, document)
     properties = top.get("properties")
     if type_names(top) - {"object"} or not isinstance(properties, dict) or not properties:
@@ -121,7 +122,7 @@ def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
         )
     names = tuple(properties)
     dtypes = {n: _dtype(as_dict(properties[n]), document) for n in names}
-    # Answers are checked against the model's own schema: strict mode only narrows it.
+    # The strict form is only what is sent: answers are checked by the model itself.
     sent = _strict_form(document) if model is not None and strict else document
     return OutputSchema(
         name=_sanitise(name),
@@ -129,7 +130,8 @@ def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
         model=model,
         columns=names,
         dtypes=dtypes,
-        check=compile_schema(document),
+        # Answers are checked against the model itself when there is one, else the schema.
+        failures=model_failures(model) if model is not None else schema_failures(document),
     )
 
 
@@ -200,6 +202,53 @@ def _dtype(node: dict[str, Any], root: dict[str, Any]) -> Any:
     )
 
 
+def as_dict(node: Any) -> dict[str, Any]:
+    """A schema node as a dict (``true``/``false`` schemas become ``{}``)."""
+    return node if isinstance(node, dict) else {}
+
+
+def resolve(node: dict[str, Any], root: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    """Follow ``$ref`` chains (local refs only) to the schema they name."""
+    while isinstance(node.get("$ref"), str) and depth < 64:
+        ref = node["$ref"]
+        target: Any = root
+        if ref != "#":
+            if not ref.startswith("#/"):
+                raise InputError(f"schema $ref {ref!r} is not local (only '#/...' is supported)")
+            for part in ref[2:].split("/"):
+                part = part.replace("~1", "/").replace("~0", "~")
+                if not isinstance(target, dict) or part not in target:
+                    raise InputError(f"schema $ref {ref!r} points nowhere")
+                target = target[part]
+        node, depth = as_dict(target), depth + 1
+    return node
+
+
+def type_names(node: dict[str, Any]) -> set[str]:
+    """The type names a node allows (``type`` as a string or a list)."""
+    kind = node.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    return {k for k in kind if isinstance(k, str)} if isinstance(kind, list) else set()
+
+
+#: Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _check_refs(node: Any, root: dict[str, Any]) -> None:
+    """Every ``$ref`` in the schema resolves locally, or a clear error now (not at validation)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            resolve({"$ref": node["$ref"]}, root)
+        for key, value in node.items():
+            if key not in _DATA_KEYWORDS:
+                _check_refs(value, root)
+    elif isinstance(node, list):
+        for value in node:
+            _check_refs(value, root)
+
+
 # -- parsing answers --------------------------------------------------------------------------
 
 
@@ -235,8 +284,9 @@ def parse_structured(
     -------
     Structured
         ``(columns, invalid, messages)``. A row is invalid when its answer is missing, is not
-        JSON, fails the schema, or (for a pydantic model) fails ``model_validate``; its columns
-        are NA. Values come from the JSON, not from the model instance.
+        JSON, or fails the schema (for a pydantic model: fails ``model_validate_json`` in
+        strict mode, its own validators included); its columns are NA. Values come from the
+        JSON, not from the model instance.
 
     Example
     -------
@@ -257,26 +307,30 @@ def parse_structured(
     docs: list[Any] = [None] * n
     good = np.zeros(n, dtype=bool)
     messages: list[str | None] = [None] * n
-    check, model = spec.check, spec.model
+    rows: list[int] = []  # the rows whose answer is JSON, and their documents and texts
+    parsed: list[Any] = []
+    sources: list[str] = []
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    for i in np.flatnonzero(ok).tolist():
-        text = texts[i]
-        if text is None:
-            messages[i] = "the answer is empty (no content)"
-            continue
-        try:
-            doc = loads(text)
-        except decode_error as exc:
-            messages[i] = f"the answer is not valid JSON: {exc}"
-            continue
-        error = check(doc, "")
-        if error is None and model is not None:
-            error = _model_error(model, doc)
-        if error is None:
+    with _collector_paused():
+        for i in np.flatnonzero(ok).tolist():
+            text = texts[i]
+            if text is None:
+                messages[i] = "the answer is empty (no content)"
+                continue
+            try:
+                parsed.append(loads(text))
+            except decode_error as exc:
+                messages[i] = f"the answer is not valid JSON: {exc}"
+                continue
+            rows.append(i)
+            sources.append(text)
+    failed = spec.failures(parsed, sources)
+    for j, (i, doc) in enumerate(zip(rows, parsed, strict=True)):
+        if j in failed:
+            messages[i] = failed[j]
+        else:
             docs[i] = doc
             good[i] = True
-        else:
-            messages[i] = error
     columns = {name: _column(name, spec.dtypes[name], docs, good) for name in spec.columns}
     # A value the column type cannot hold (an integer beyond int64) makes its row invalid too.
     overflowed = np.zeros(n, dtype=bool)
@@ -305,23 +359,21 @@ def _arrow(values: Any) -> pa.Array | pa.ChunkedArray:
     return pa.array(list(values), type=pa.large_string())
 
 
-def _model_error(model: Any, doc: Any) -> str | None:
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while answers are parsed.
+
+    Parsing makes many small dicts and lists that all survive; each batch of them triggers a
+    collection that walks every object made so far, which took over half the parsing time.
+    JSON documents hold no cycles, so nothing is left for the collector to find.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        model.model_validate(doc)
-    except Exception as exc:  # pydantic.ValidationError, without importing pydantic
-        errors = getattr(exc, "errors", None)
-        if not callable(errors):
-            raise
-        found = errors()
-        if not found:
-            return f"the answer fails the model {model.__name__}"
-        first = found[0]
-        path = ""
-        for part in first.get("loc", ()):
-            path = f"{path}[{part}]" if isinstance(part, int) else child(path, str(part))
-        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        return f"{where(path)}: {first.get('msg', 'invalid')}{more}"
-    return None
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _column(name: str, dtype: Any, docs: list[Any], good: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -351,7 +403,11 @@ def _column(name: str, dtype: Any, docs: list[Any], good: np.ndarray) -> tuple[A
     if isinstance(dtype, pd.StringDtype):
         return pd.array(pa.array(values, type=pa.large_string()), dtype=STRING), overflow
     if isinstance(dtype, pd.CategoricalDtype):
-        return pd.Categorical(values, dtype=dtype), overflow
+        # Codes looked up in Arrow: pd.Categorical(values) hashes Python strings one by one.
+        categories = pa.array(list(dtype.categories), type=pa.large_string())
+        codes = pc.index_in(pa.array(values, type=pa.large_string()), value_set=categories)
+        codes_np = np.asarray(codes.fill_null(-1), dtype=np.int32)
+        return pd.Categorical.from_codes(codes_np, dtype=dtype), overflow
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return pd.Series(out, dtype=object, copy=False), overflow
