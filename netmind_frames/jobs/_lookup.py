@@ -13,6 +13,7 @@ creates always send metadata) or *undetermined* (both ``metadata`` and ``input_f
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -82,24 +83,36 @@ def scan(
     *,
     file_decides: bool = False,
 ) -> Sighting:
-    """Classify the newest SCAN_LIMIT batches (see :func:`classify`).
+    """Classify the newest SCAN_LIMIT batches (see :func:`classify`)."""
+    return sight(newest_batches(connection, sleep), key, file_ids, file_decides=file_decides)
+
+
+def sight(
+    batches: list[Any], key: str, file_ids: Collection[str], *, file_decides: bool = False
+) -> Sighting:
+    """Classify listed batches (see :func:`classify`)."""
+    ours, undetermined = [], 0
+    for batch in batches:
+        verdict = classify(batch, key, file_ids, file_decides=file_decides)
+        if verdict == "ours":
+            ours.append(batch)
+        elif verdict == "undetermined":
+            undetermined += 1
+    return Sighting(ours, undetermined)
+
+
+def newest_batches(
+    connection: Connection, sleep: Callable[[float], None] = time.sleep
+) -> list[Any]:
+    """The newest SCAN_LIMIT batches, newest first.
 
     The lookup only reads, so it is tried again (as a whole) after transient errors: on a
     flaky network, giving up here would abandon a submission that may be half done.
     """
     for attempt in range(_LOOKUP_ATTEMPTS):
         try:
-            ours, undetermined = [], 0
             page = connection.client.batches.list(limit=100)
-            for seen, batch in enumerate(page):
-                if seen >= SCAN_LIMIT:
-                    break
-                verdict = classify(batch, key, file_ids, file_decides=file_decides)
-                if verdict == "ours":
-                    ours.append(batch)
-                elif verdict == "undetermined":
-                    undetermined += 1
-            return Sighting(ours, undetermined)
+            return list(itertools.islice(page, SCAN_LIMIT))
         except TRANSIENT:
             if attempt == _LOOKUP_ATTEMPTS - 1:
                 raise

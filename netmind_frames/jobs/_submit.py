@@ -25,7 +25,7 @@ from ..build._requests import RequestPlan
 from ..transport._connection import Connection
 from ..transport._files import RemoteFile
 from ._journal import Journal, ShardRecord
-from ._lookup import FINGERPRINT_KEY, Sighting, file_name, scan
+from ._lookup import FINGERPRINT_KEY, Sighting, file_name, newest_batches, scan, sight
 
 log = logging.getLogger("netmind_frames")
 
@@ -119,9 +119,11 @@ def submit_shard(
     ours: set[str] = set()
     try:
         if not resubmit:
+            # Batches first: a wrong key then fails as the SDK's AuthenticationError.
+            listed = newest_batches(connection, sleep)
             named = connection.files.find(file_name(key))
             ours = {f.id for f in named} | ({file_id} if file_id else set())
-            seen = scan(connection, key, ours, sleep)
+            seen = sight(listed, key, ours)
             alive = [b for b in seen.ours if b.status != "failed"]
             if alive:
                 log.info(
