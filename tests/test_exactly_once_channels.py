@@ -195,3 +195,14 @@ def test_journal_records_the_file_before_the_create(frame, tmp_path, monkeypatch
     with sqlite3.connect(home / "journal-1.sqlite3") as db:
         rows = db.execute("SELECT file_id, batch_id, owner FROM shards").fetchall()
     assert rows == [(uploaded["id"], None, None)]  # recorded, and the claim released
+
+
+def test_a_provider_that_cannot_list_files_leaves_the_other_channels(server):
+    """No file listing route (404): no file is recognised by name, and nothing fails."""
+    files = NetmindFiles(f"{server.origin}/v1/no-such-route", server.api_key)
+    try:
+        assert files.find("netmind_frames-x.jsonl") == []
+    finally:
+        files.close()
+    with openai.OpenAI(base_url=f"{server.origin}/nowhere", api_key=server.api_key) as client:
+        assert OpenAIFiles(client).find("netmind_frames-x.jsonl") == []

@@ -116,7 +116,6 @@ def submit_shard(
         journal.claim_again(base_url, key)
         record = ShardRecord(key, None, None, None)
     file_id = record.file_id
-    ours: set[str] = set()
     try:
         if not resubmit:
             # Batches first: a wrong key then fails as the SDK's AuthenticationError.

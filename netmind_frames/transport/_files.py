@@ -106,7 +106,11 @@ class OpenAIFiles:
 
         def look() -> list[RemoteFile]:
             found = []
-            for seen, file in enumerate(self._client.files.list(purpose="batch")):
+            try:
+                listed = iter(self._client.files.list(purpose="batch"))
+            except (openai.NotFoundError, openai.UnprocessableEntityError) as exc:
+                return _unlisted(exc)
+            for seen, file in enumerate(listed):
                 if seen >= _FIND_LIMIT:
                     break
                 if file.filename == filename:
@@ -222,10 +226,22 @@ class NetmindFiles:
 
         def look() -> list[RemoteFile]:
             answer = self._http.get(self._files_url, headers=self._auth)
+            if answer.status_code in _NO_LISTING:
+                return _unlisted(answer.status_code)
             _raise_for_status(answer, "file list")
             return _named(_json(answer, "file list"), filename)
 
         return _retry(look, f"lookup of {filename}")
+
+
+#: Answers of a provider that cannot list files at all (no such route, method not allowed).
+_NO_LISTING = frozenset({404, 405, 501})
+
+
+def _unlisted(why: object) -> list[RemoteFile]:
+    # Without a listing, files cannot be recognised by name: the other channels remain.
+    log.info("the provider does not list files (%s); looking by batch metadata only", why)
+    return []
 
 
 def _named(body: object, filename: str) -> list[RemoteFile]:
