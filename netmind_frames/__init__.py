@@ -21,6 +21,7 @@ from ._errors import (
     MissingResultWarning,
     NetmindFramesError,
     RowError,
+    SubmissionUnknownError,
 )
 from .frames import _accessor  # noqa: F401  (registers df.netmind)
 from .frames._api import attach, batch_complete, batch_embed, submit, to_jsonl
@@ -43,6 +44,7 @@ __all__ = [
     "MissingResultWarning",
     "NetmindFramesError",
     "RowError",
+    "SubmissionUnknownError",
     "__version__",
     "attach",
     "batch_complete",

@@ -10,6 +10,7 @@ builtin fits, the error also subclasses it, so ``except ValueError`` keeps worki
     │   └── RowError                      one row is bad: null prompt, line over the byte limit
     ├── FileTransferError                 the File API answered something we cannot use
     ├── BatchFailedError                  a batch ended ``failed`` (carries ``errors``)
+    ├── SubmissionUnknownError            cannot tell whether a batch was created: stopped
     └── JobTimeoutError (TimeoutError)    ``timeout=`` passed before the job finished
 
     MissingResultWarning (UserWarning)    a row got no result line, or a result line was unusable
@@ -66,6 +67,20 @@ class BatchFailedError(NetmindFramesError):
         super().__init__(message)
         self.batch_id = batch_id
         self.errors = errors
+
+
+class SubmissionUnknownError(NetmindFramesError):
+    """Whether a batch was created for an uploaded file cannot be told, so none is created.
+
+    Raised after a ``batches.create`` whose answer was lost (or when an earlier attempt
+    uploaded the shard's file) on a provider whose batch list shows neither ``metadata`` nor
+    ``input_file_id``: creating again might pay twice. ``file_ids`` are the uploaded files a
+    batch may have been created for; ``resubmit=True`` accepts the risk.
+    """
+
+    def __init__(self, message: str, file_ids: list[str]) -> None:
+        super().__init__(message)
+        self.file_ids = file_ids
 
 
 class JobTimeoutError(NetmindFramesError, TimeoutError):

@@ -45,6 +45,7 @@ PUBLIC = [
     "MissingResultWarning",
     "NetmindFramesError",
     "RowError",
+    "SubmissionUnknownError",
     "__version__",
     "attach",
     "batch_complete",

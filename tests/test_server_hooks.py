@@ -147,6 +147,20 @@ def test_presigned_urls_match_whole_path(
     assert http.get(f"/v1/files/{created['id']}").json()["bytes"] == len(rows(2))
 
 
+def test_expire_answers_403_like_an_expired_signature_and_runs_nothing(
+    local_server: LocalBatchServer, http: httpx2.Client
+) -> None:
+    created = http.post("/v1/files", json={"file_name": "in.jsonl", "purpose": "batch"}).json()
+    local_server.inject_fault("PUT", "/_presigned/.*", "expire")
+    refused = httpx2.put(created["presigned_url"], content=rows(2))
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "access_denied"
+    assert http.get(f"/v1/files/{created['id']}").json()["bytes"] == 0  # nothing stored
+    # One shot: the same, still valid URL works again.
+    assert httpx2.put(created["presigned_url"], content=rows(2)).status_code == 200
+    assert local_server.pending_faults() == []
+
+
 def test_delay_runs_the_call_and_holds_the_answer(
     local_server: LocalBatchServer, oai: openai.OpenAI
 ) -> None:

@@ -35,6 +35,17 @@ def test_echo_metadata_false_hides_it_everywhere():
         assert next(iter(client.batches.list())).input_file_id == batch.input_file_id
 
 
+def test_echo_input_file_id_false_hides_it_in_list_and_retrieve():
+    with LocalBatchServer(echo_input_file_id=False) as srv, client_for(srv) as client:
+        batch = start_batch(client, rows(2), metadata={"k": "v"})
+        assert client.batches.retrieve(batch.id).input_file_id is None
+        assert [b.input_file_id for b in client.batches.list()] == [None]
+        # Only the file id is hidden: the batch runs on its file, metadata still shows.
+        done = wait_terminal(client, batch.id)
+        assert done.status == "completed" and done.metadata == {"k": "v"}
+        assert done.request_counts is not None and done.request_counts.completed == 2
+
+
 def test_netmind_create_answer_is_the_guides_shape():
     with LocalBatchServer(netmind_create_answer=True) as srv, client_for(srv) as client:
         file_id = upload(client, rows(2))
@@ -75,6 +86,8 @@ def test_serve_flags():
     args = top.parse_args(
         ["serve", "--no-echo-metadata", "--netmind-create-answer", "--queued-polls", "3"]
     )
+    assert not args.no_echo_input_file_id
+    assert top.parse_args(["serve", "--no-echo-input-file-id"]).no_echo_input_file_id
     assert (args.no_echo_metadata, args.netmind_create_answer, args.queued_polls) == (
         True,
         True,

@@ -1,37 +1,37 @@
 """Exactly-once submission of shards: never pay twice for the same requests.
 
-For each shard, in order: the journal (this machine), then the batches' ``metadata`` on the
-server (a bounded scan of ``batches.list``, for when the journal is gone), and only then an
-upload and a ``batches.create``. The create is sent without the SDK's automatic retries: after
-an answer that was lost (timeout, 5xx, dropped connection), the fingerprint is looked up before
-creating again.
+For each shard, in order: the journal (this machine), then the server, for when the journal is
+gone: the batches whose ``metadata`` carries the shard's key or whose ``input_file_id`` is a
+file uploaded under the shard's name (``_lookup``); and only then an upload and a
+``batches.create``. The create is sent without the SDK's automatic retries: after an answer
+that was lost (timeout, 5xx, dropped connection), the batch is looked for before creating
+again. When neither channel can tell whether a batch exists for a file of ours (a provider that
+shows neither metadata nor input_file_id), nothing is created: SubmissionUnknownError says how
+to check, and ``resubmit=True`` accepts the risk.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 import openai
 
+from .._errors import SubmissionUnknownError
 from .._timing import timed
 from ..build._requests import RequestPlan
 from ..transport._connection import Connection
+from ..transport._files import RemoteFile
 from ._journal import Journal, ShardRecord
+from ._lookup import FINGERPRINT_KEY, Sighting, file_name, newest_batches, scan, sight
 
 log = logging.getLogger("netmind_frames")
 
-FINGERPRINT_KEY = "netmind_frames_fingerprint"
-#: How many of the newest batches a lookup by fingerprint reads (100 per page).
-SCAN_LIMIT = 500
 _CREATE_ATTEMPTS = 6
 #: Outcomes after which the batch may or may not exist on the server.
 _UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.InternalServerError)
-_TRANSIENT = (*_UNKNOWN_OUTCOME, openai.RateLimitError)
-#: Whole lookups by fingerprint (each with the client's own retries) before giving up.
-_LOOKUP_ATTEMPTS = 4
 
 
 def submit_plan(
@@ -95,7 +95,7 @@ def submit_shard(
     resubmit: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Submit one shard exactly once (journal, then metadata lookup, then create); its batch id.
+    """Submit one shard exactly once (journal, then the server, then create); its batch id.
 
     ``index`` (0-based) and ``total`` only label the batch (``netmind_frames_shard``).
     """
@@ -115,37 +115,54 @@ def submit_shard(
         # Forced, gone, or failed validation (nothing ran, nothing billed): submit anew.
         journal.claim_again(base_url, key)
         record = ShardRecord(key, None, None, None)
+    file_id = record.file_id
     try:
         if not resubmit:
-            found = find_batch(connection, key, sleep)
-            if found is not None and found.status != "failed":
+            # Batches first: a wrong key then fails as the SDK's AuthenticationError.
+            listed = newest_batches(connection, sleep)
+            named = connection.files.find(file_name(key))
+            ours = {f.id for f in named} | ({file_id} if file_id else set())
+            seen = sight(listed, key, ours)
+            alive = [b for b in seen.ours if b.status != "failed"]
+            if alive:
                 log.info(
-                    "shard %d: attached to batch %s (%s), found by fingerprint",
+                    "shard %d: attached to batch %s (%s), found on the server",
                     index + 1,
-                    found.id,
-                    found.status,
+                    alive[0].id,
+                    alive[0].status,
                 )
-                journal.record_batch(base_url, key, found.id, found.status)
-                return str(found.id)
+                journal.record_batch(base_url, key, alive[0].id, alive[0].status)
+                return str(alive[0].id)
+            if ours and seen.undetermined:
+                # A file of ours exists, so an earlier attempt may have created a batch on it
+                # that the server cannot show us: creating now might pay twice.
+                raise _unknown(sorted(ours), seen, index, total, lost_answer=False)
+            if file_id is None:
+                file_id = _reusable(named, seen)
+                if file_id is not None:
+                    journal.record_upload(base_url, key, file_id)
+                    log.info("shard %d: reusing file %s, uploaded before", index + 1, file_id)
         metadata = {
             **metadata,
             FINGERPRINT_KEY: key,
             "netmind_frames_shard": f"{index + 1}/{total}",
         }
         body = {
-            "input_file_id": record.file_id or _upload(connection, journal, shard, key),
+            "input_file_id": file_id or _upload(connection, journal, shard, key),
             "endpoint": endpoint,
             "completion_window": completion_window,
             "metadata": metadata,
         }
+        where = (index, total)
         try:
-            batch = _create_once(connection, key, body, sleep)
+            batch = _create_once(connection, key, body, where, resubmit, sleep)
         except (openai.BadRequestError, openai.NotFoundError):
-            if not record.file_id:
+            if not file_id:
                 raise
-            # The file an earlier attempt uploaded is gone from the server: upload again.
+            # The file an earlier attempt uploaded is gone from the server (or never got its
+            # bytes): upload again.
             body["input_file_id"] = _upload(connection, journal, shard, key)
-            batch = _create_once(connection, key, body, sleep)
+            batch = _create_once(connection, key, body, where, resubmit, sleep)
     except BaseException:
         journal.release(base_url, key)
         raise
@@ -168,20 +185,38 @@ def shard_key(shard: ShardLike, round_number: int = 0) -> str:
 
 def _upload(connection: Connection, journal: Journal, shard: ShardLike, key: str) -> str:
     with timed("upload"):
-        name = f"netmind_frames-{shard.fingerprint[:16]}.jsonl"
-        file_id = connection.files.upload(shard.data, name)
+        file_id = connection.files.upload(shard.data, file_name(key))
+    # Recorded before anything else can fail: a later run then knows the file is ours.
     journal.record_upload(connection.settings.base_url, key, file_id)
     return file_id
 
 
+def _reusable(named: list[RemoteFile], seen: Sighting) -> str | None:
+    """A file of ours with no batch that can be used instead of uploading again, or None.
+
+    Files whose batch failed are left out (their bytes may be what failed). Netmind lists no
+    sizes, and a file whose upload never finished is listed like one that has its bytes: with
+    several such candidates, None (uploading again costs time, never money).
+    """
+    failed = {b.input_file_id for b in seen.ours}
+    candidates = [f for f in named if f.id not in failed and f.bytes != 0]
+    sized = [f for f in candidates if f.bytes is not None]
+    if sized:
+        return sized[0].id
+    return candidates[0].id if len(candidates) == 1 else None
+
+
 def _create_once(
     connection: Connection,
-    fingerprint: str,
+    key: str,
     body: dict[str, Any],
+    where: tuple[int, int],
+    resubmit: bool,
     sleep: Callable[[float], None],
 ) -> Any:
     """``batches.create`` without blind retries: after a lost answer, look before creating."""
     client = connection.client.with_options(max_retries=0)
+    file_id = str(body["input_file_id"])
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             return client.batches.create(**body)
@@ -191,38 +226,37 @@ def _create_once(
             log.info(
                 "batch create: %s; looking for the batch before trying again", type(exc).__name__
             )
-            found = find_batch(connection, fingerprint, sleep)
-            if found is not None:
-                return found
+            seen = scan(connection, key, {file_id}, sleep, file_decides=True)
+            if seen.ours:
+                return seen.ours[0]
+            if seen.undetermined and not resubmit:
+                raise _unknown([file_id], seen, *where, lost_answer=True) from exc
         if attempt == _CREATE_ATTEMPTS - 1:
             break
         sleep(min(0.5 * 2**attempt, 8.0))
     return client.batches.create(**body)  # the last try raises whatever it meets
 
 
-def find_batch(
-    connection: Connection, fingerprint: str, sleep: Callable[[float], None] = time.sleep
-) -> Any | None:
-    """The newest batch whose metadata carries ``fingerprint``, among the newest SCAN_LIMIT.
-
-    The lookup only reads, so it is tried again (as a whole) after transient errors: on a
-    flaky network, giving up here would abandon a submission that may be half done.
-    """
-    for attempt in range(_LOOKUP_ATTEMPTS):
-        try:
-            page = connection.client.batches.list(limit=100)
-            for seen, batch in enumerate(page):
-                if seen >= SCAN_LIMIT:
-                    break
-                if (batch.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
-                    return batch
-            return None
-        except _TRANSIENT:
-            if attempt == _LOOKUP_ATTEMPTS - 1:
-                raise
-            log.info("batch lookup failed; trying again")
-            sleep(min(0.5 * 2**attempt, 8.0))
-    return None
+def _unknown(
+    file_ids: Collection[str], seen: Sighting, index: int, total: int, *, lost_answer: bool
+) -> SubmissionUnknownError:
+    files = ", ".join(file_ids)
+    why = (
+        "the answer to its batch create was lost"
+        if lost_answer
+        else "the file is on the provider from an earlier attempt"
+    )
+    message = (
+        f"Shard {index + 1}/{total}: cannot tell whether a batch was created for the uploaded "
+        f"file {files}: {why}, and the provider's batch list shows {seen.undetermined} "
+        f"batch(es) with neither metadata nor input_file_id, which may or may not be it. "
+        f"Nothing more was created. To check, look in the provider's batch list for a batch "
+        f"with input_file_id {files} (`netmind-frames status JOB_ID` shows a job's batches; "
+        f"`netmind-frames doctor --live` what the service reports). If there is none, run "
+        f"again with resubmit=True (--resubmit on the CLI), which accepts the risk of paying "
+        f"twice."
+    )
+    return SubmissionUnknownError(message, list(file_ids))
 
 
 def _live_status(connection: Connection, batch_id: str) -> str | None:

@@ -229,6 +229,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="show every batch's metadata as null (a provider that does not store it)",
     )
     p.add_argument(
+        "--no-echo-input-file-id",
+        action="store_true",
+        help="show every listed or retrieved batch's input_file_id as null",
+    )
+    p.add_argument(
         "--netmind-create-answer",
         action="store_true",
         help="answer batch creates as Netmind's guide shows (status 'pending', null ids)",
@@ -339,6 +344,7 @@ def run_serve(
         concurrency=args.concurrency,
         upstream_retries=args.upstream_retries,
         echo_metadata=not args.no_echo_metadata,
+        echo_input_file_id=not args.no_echo_input_file_id,
         netmind_create_answer=args.netmind_create_answer,
         queued_polls=args.queued_polls,
         netmind_embeddings=args.netmind_embeddings,

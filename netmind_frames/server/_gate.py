@@ -126,6 +126,13 @@ class Gate:
                 scope, receive, send
             )
             return
+        if kind == "expire":
+            # As _files_api answers a presigned URL whose signature has expired.
+            err = ApiError(
+                403, "The signature is invalid or the URL has expired.", code="access_denied"
+            )
+            await err.response()(scope, receive, send)
+            return
         if kind == "drop_before":
             await _dropping(send)({"type": "http.response.start", "status": 200, "headers": []})
             return

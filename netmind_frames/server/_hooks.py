@@ -13,6 +13,9 @@ the path. So ``"/batches"`` matches batch create (POST) and list (GET) under bot
 not ``/batches/<id>/cancel``; ``"/batches/[^/]+/cancel"`` matches cancel, ``"/files"`` both
 dialects' uploads and ``"/_presigned/.*"`` every presigned URL.
 
+``"expire"`` answers 403 as an expired or bad presigned signature does, running nothing: a
+URL that expired between being handed out and being used (meant for ``/_presigned/.*``).
+
 Faults fire in the order they were injected: a call takes the oldest matching fault that still
 has shots left, and uses one shot.
 """
@@ -25,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PREFIXES = ("/inference-api/openai/v1", "/v1")
-SIMPLE_ACTIONS = frozenset({"429", "500", "drop_before", "drop_after"})
-ACTIONS_HELP = "'429', '500', 'drop_before', 'drop_after' or 'delay:SECONDS'"
+SIMPLE_ACTIONS = frozenset({"429", "500", "drop_before", "drop_after", "expire"})
+ACTIONS_HELP = "'429', '500', 'drop_before', 'drop_after', 'expire' or 'delay:SECONDS'"
 
 
 def strip_prefix(path: str) -> str:

@@ -1,6 +1,7 @@
 """How batch objects are shown: the unknowns of Netmind's live service, switched on by knobs.
 
-No public source says whether Netmind stores and echoes a batch's ``metadata``, what its create
+No public source says whether Netmind stores and echoes a batch's ``metadata`` (or its
+``input_file_id``: the guide's create answer shows it null), what its create
 call answers beyond the guide's example, or which statuses a batch passes through before it
 runs (batch-api.md §5.0, §5.2b). The client must cope with each; these knobs let the tests and
 ``netmind-frames doctor`` show that it does. They change only what is *shown*: the batch itself
@@ -37,6 +38,9 @@ class Quirks:
 
     echo_metadata: bool = True
     """False: ``metadata`` is accepted but every answer shows it as null."""
+    echo_input_file_id: bool = True
+    """False: list and retrieve answers show ``input_file_id`` as null (the batch still reads
+    its file)."""
     netmind_create_answer: bool = False
     """True: ``POST .../batches`` answers as the guide's example (status ``pending``, empty
     ``endpoint`` and ``completion_window``, null ids and times)."""
@@ -60,11 +64,14 @@ class Quirks:
         self._retrieves[obj["id"]] = seen + 1
         if seen < self.queued_polls:
             obj = {**obj, "status": self.queued_status}
-        return self._echo(obj)
+        return self._echo_file(self._echo(obj))
 
     def listed(self, obj: dict[str, Any]) -> dict[str, Any]:
         """A batch as a list shows it."""
-        return self._echo(obj)
+        return self._echo_file(self._echo(obj))
 
     def _echo(self, obj: dict[str, Any]) -> dict[str, Any]:
         return obj if self.echo_metadata else {**obj, "metadata": None}
+
+    def _echo_file(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return obj if self.echo_input_file_id else {**obj, "input_file_id": None}

@@ -111,6 +111,10 @@ class LocalBatchServer:
     echo_metadata:
         False: batches keep their ``metadata`` hidden (every answer shows null), as a provider
         that does not store it would. Netmind's behaviour here is unknown.
+    echo_input_file_id:
+        False: batch list and retrieve answers show ``input_file_id`` as null (the batch still
+        runs on its file). With ``echo_metadata=False`` too, a client cannot tell whose a batch
+        is: the case where exactly-once must stop rather than guess.
     netmind_create_answer:
         True: a batch create answers as the example in Netmind's guide (status ``pending``,
         empty ``endpoint``, null ``input_file_id`` and times); the batch runs as usual.
@@ -157,6 +161,7 @@ class LocalBatchServer:
         concurrency: int = 8,
         upstream_retries: int = DEFAULT_RETRIES,
         echo_metadata: bool = True,
+        echo_input_file_id: bool = True,
         netmind_create_answer: bool = False,
         queued_polls: int = 0,
         queued_status: str = "pending",
@@ -194,6 +199,7 @@ class LocalBatchServer:
         if not queued_status:
             raise ValueError("queued_status must be a non-empty string")
         self.echo_metadata = bool(echo_metadata)
+        self.echo_input_file_id = bool(echo_input_file_id)
         self.netmind_create_answer = bool(netmind_create_answer)
         self.queued_polls = queued_polls
         self.queued_status = queued_status
@@ -292,7 +298,8 @@ class LocalBatchServer:
             call is run (a batch is created, a file stored, ...), then the connection is
             dropped before the answer is complete. ``"delay:SECONDS"``: the call is run at
             once and its answer held back SECONDS (a client timing out meanwhile never learns
-            the work was done).
+            the work was done). ``"expire"``: answered 403 like a presigned URL whose
+            signature expired, nothing run (use it on ``"/_presigned/.*"``).
         times:
             How many matching calls the fault hits; then it is gone.
 
@@ -399,6 +406,7 @@ class LocalBatchServer:
                 sync_log=self._sync_log,
                 quirks=Quirks(
                     echo_metadata=self.echo_metadata,
+                    echo_input_file_id=self.echo_input_file_id,
                     netmind_create_answer=self.netmind_create_answer,
                     queued_polls=self.queued_polls,
                     queued_status=self.queued_status,

@@ -3,7 +3,12 @@
 Netmind's File API is not OpenAI-shaped (batch-api.md §5.2): a JSON ``POST /v1/files`` returns
 an id and a presigned URL, the bytes go up with a ``PUT`` to that URL, and downloads go through
 ``GET /v1/files/{id}/presigned_url``. OpenAI-compatible providers take a multipart upload and
-serve ``GET /files/{id}/content``. Both transports stream downloads to disk.
+serve ``GET /files/{id}/content``. Both transports stream downloads to disk, and both list the
+files carrying a name (:meth:`find`), which lets submission recognise its own uploads.
+
+A presigned URL is a credential of its own: it never appears in a message or a log. One that
+answers 403 (expired, or a bad signature) is renewed: a download asks for a fresh URL, an upload
+creates a new file (a new id) and puts the bytes there.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -31,6 +38,17 @@ _ATTEMPTS = 8
 _TRANSIENT_API = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 #: How many of the newest files a lookup after a lost upload answer reads.
 _FIND_LIMIT = 500
+#: How many fresh presigned URLs (or new files) one transfer gets after a 403 before failing.
+_RENEWALS = 3
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file the provider lists: its id, and its size and creation time when they are given."""
+
+    id: str
+    bytes: int | None = None
+    created_at: int | None = None
 
 
 class FileTransport(Protocol):
@@ -46,6 +64,10 @@ class FileTransport(Protocol):
 
     def delete(self, file_id: str) -> bool:
         """Delete the file on the provider; False when it was gone already."""
+        ...
+
+    def find(self, filename: str) -> list[RemoteFile]:
+        """The batch files named exactly ``filename``, newest first (a bounded lookup)."""
         ...
 
 
@@ -81,14 +103,23 @@ class OpenAIFiles:
 
     def _find(self, filename: str, size: int) -> str | None:
         """The id of an uploaded batch file with this name and size, among the newest."""
+        return next((f.id for f in self.find(filename) if f.bytes == size), None)
 
-        def look() -> str | None:
-            for seen, file in enumerate(self._client.files.list(purpose="batch")):
+    def find(self, filename: str) -> list[RemoteFile]:
+        """The batch files named ``filename`` among the newest ``_FIND_LIMIT``, newest first."""
+
+        def look() -> list[RemoteFile]:
+            found = []
+            try:
+                listed = iter(self._client.files.list(purpose="batch"))
+            except (openai.NotFoundError, openai.UnprocessableEntityError) as exc:
+                return _unlisted(exc)
+            for seen, file in enumerate(listed):
                 if seen >= _FIND_LIMIT:
                     break
-                if file.filename == filename and file.bytes == size:
-                    return file.id
-            return None
+                if file.filename == filename:
+                    found.append(RemoteFile(file.id, file.bytes, file.created_at))
+            return _newest_first(found)
 
         # A lookup only reads: try it again rather than upload blindly or give up.
         return _retry(look, f"lookup of {filename}")
@@ -152,11 +183,36 @@ class NetmindFiles:
             return body
 
         def put(url: str) -> None:
-            _raise_for_status(self._http.put(url, content=data), "upload to the presigned URL")
+            answer = self._http.put(url, content=data)
+            _raise_if_refused(answer, "upload to the presigned URL")
+            _raise_for_status(answer, "upload to the presigned URL")
 
-        body = _retry(create, f"file create for {filename}")
-        _retry(lambda: put(str(body["presigned_url"])), f"upload of {filename}")
-        return str(body["id"])
+        for renewal in range(_RENEWALS + 1):
+            body = _retry(create, f"file create for {filename}")
+            try:
+                _retry(partial(put, str(body["presigned_url"])), f"upload of {filename}")
+                return str(body["id"])
+            except _UrlRefusedError:
+                if renewal == _RENEWALS:
+                    raise FileTransferError(
+                        f"upload of {filename}: {_RENEWALS + 1} presigned upload URLs in a row "
+                        "were refused (HTTP 403: expired or a bad signature)"
+                    ) from None
+                # The URL of this (still empty) file expired: a new file gets a new URL. Its
+                # id is what the caller records, so a batch is created on the file with bytes.
+                log.info(
+                    "upload URL of file %s was refused (expired?); creating a new file",
+                    body["id"],
+                )
+                self._discard(str(body["id"]))
+        raise AssertionError("unreachable")
+
+    def _discard(self, file_id: str) -> None:
+        """Delete an empty file record left by a refused upload; it is only housekeeping."""
+        try:
+            self.delete(file_id)
+        except FileTransferError as exc:
+            log.info("could not delete the empty file %s: %s", file_id, exc)
 
     def download(self, file_id: str, dest: Path) -> Path:
         def presigned_url() -> str:
@@ -167,14 +223,41 @@ class NetmindFiles:
 
         def fetch(url: str) -> Path:
             with self._http.stream("GET", url) as response:
+                _raise_if_refused(response, "download from the presigned URL")
                 _raise_for_status(response, "download from the presigned URL")
                 with dest.open("wb") as out:
                     for chunk in response.iter_bytes(1 << 20):
                         out.write(chunk)
             return dest
 
-        url = _retry(presigned_url, f"download URL of {file_id}")
-        return _retry(lambda: fetch(url), f"download of {file_id}")
+        for renewal in range(_RENEWALS + 1):
+            url = _retry(presigned_url, f"download URL of {file_id}")
+            try:
+                return _retry(partial(fetch, url), f"download of {file_id}")
+            except _UrlRefusedError:
+                if renewal == _RENEWALS:
+                    raise FileTransferError(
+                        f"download of {file_id}: {_RENEWALS + 1} fresh presigned URLs in a row "
+                        "were refused (HTTP 403: expired or a bad signature)"
+                    ) from None
+                log.info("download URL of %s was refused (expired?); asking for a new one", file_id)
+        raise AssertionError("unreachable")
+
+    def find(self, filename: str) -> list[RemoteFile]:
+        """The files named ``filename``, newest first, from one ``GET /v1/files``.
+
+        Netmind answers a bare array of ``{id, file_name, purpose, created_at}`` (batch-api.md
+        §5.2b); OpenAI's ``{"data": [...]}`` envelope and its ``filename`` are accepted too.
+        """
+
+        def look() -> list[RemoteFile]:
+            answer = self._http.get(self._files_url, headers=self._auth)
+            if answer.status_code in _NO_LISTING:
+                return _unlisted(answer.status_code)
+            _raise_for_status(answer, "file list")
+            return _named(_json(answer, "file list"), filename)
+
+        return _retry(look, f"lookup of {filename}")
 
     def delete(self, file_id: str) -> bool:
         """``DELETE {files_url}/{id}`` (its answer's body is unspecified: not read); False
@@ -193,6 +276,43 @@ class NetmindFiles:
                     raise FileTransferError(f"delete of {file_id} failed: {exc}") from exc
                 time.sleep(0.5)
         raise AssertionError("unreachable")
+
+
+#: Answers of a provider that cannot list files at all (no such route, method not allowed).
+_NO_LISTING = frozenset({404, 405, 501})
+
+
+def _unlisted(why: object) -> list[RemoteFile]:
+    # Without a listing, files cannot be recognised by name: the other channels remain.
+    log.info("the provider does not list files (%s); looking by batch metadata only", why)
+    return []
+
+
+def _named(body: object, filename: str) -> list[RemoteFile]:
+    """The entries of a file list answer named ``filename`` (newest first)."""
+    entries = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise FileTransferError(f"the file list answer is not a list: {_keys(body)}")
+    found = []
+    for entry in entries:  # one answer (Netmind's list has no documented paging)
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        if entry.get("file_name", entry.get("filename")) != filename:
+            continue
+        size, created = entry.get("bytes"), entry.get("created_at")
+        found.append(
+            RemoteFile(
+                entry["id"],
+                size if isinstance(size, int) else None,
+                created if isinstance(created, int) else None,
+            )
+        )
+    return _newest_first(found)
+
+
+def _newest_first(files: list[RemoteFile]) -> list[RemoteFile]:
+    # Stable: files without a time (or with the same second) keep the list's order.
+    return sorted(files, key=lambda f: -(f.created_at or 0))
 
 
 def download_url_from(response: httpx2.Response) -> str:
@@ -223,6 +343,18 @@ def download_url_from(response: httpx2.Response) -> str:
 
 class _RetryableError(FileTransferError):
     """A failure that another attempt may not repeat (429, 5xx)."""
+
+
+class _UrlRefusedError(FileTransferError):
+    """A presigned URL answered 403: expired (or its signature is bad); a new one may work."""
+
+
+def _raise_if_refused(response: httpx2.Response, what: str) -> None:
+    if response.status_code != 403:
+        return
+    if not response.is_closed:
+        response.read()
+    raise _UrlRefusedError(f"{what} was refused with HTTP 403 (the URL expired?)")
 
 
 def _raise_for_status(response: httpx2.Response, what: str) -> None:
