@@ -73,7 +73,9 @@ def doctor(
                 run_live(report, probe, wait=wait)
         finally:
             probe.close()
-    secret = api_key or os.environ.get(api_key_env) or (probe.settings.api_key if probe else "")
+    # The embedded local server's key ("local") is no secret, and replacing it would mangle
+    # every "localhost" in the record.
+    secret = "" if local else api_key or os.environ.get(api_key_env) or ""
     report.path = _write(report.record, _record_path(output), secret)
     return report
 
@@ -81,7 +83,7 @@ def doctor(
 def _environment() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("netmind-frames", "openai", "httpx2"):
         try:
             versions[name] = version(name)
@@ -250,7 +252,7 @@ def _record_path(output: str | Path | None) -> Path:
 def _write(record: dict[str, Any], path: Path, secret: str) -> Path:
     """Write the record as JSON, any copy of the key replaced (none should be there)."""
     text = orjson.dumps(record, option=orjson.OPT_INDENT_2, default=str).decode()
-    if len(secret) >= 4:
+    if len(secret) >= 8:
         text = text.replace(secret, _REDACTED)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n", encoding="utf-8")
