@@ -80,6 +80,7 @@ def test_the_guides_create_answer_is_exactly_those_differences(capsys, tmp_path,
     assert (code, differs) == (EXIT_OK, {"create status", "create fields"})
     assert record["live"]["create"]["status"] == "pending"
     assert record["live"]["create"]["input_file_id"] is None
+    assert "create answered status 'pending', not one of OpenAI's" in text
 
 
 def test_an_unknown_status_while_queued_differs(capsys, tmp_path, monkeypatch):
@@ -89,6 +90,7 @@ def test_an_unknown_status_while_queued_differs(capsys, tmp_path, monkeypatch):
     assert code == EXIT_OK
     assert verdicts(record)["statuses"] == "differs"
     assert [s["status"] for s in record["live"]["statuses"]] == ["pending", "completed"]
+    assert "statuses outside OpenAI's lifecycle seen: ['pending']" in text
 
 
 def test_a_closed_port_fails_fast_naming_the_url(capsys, tmp_path, monkeypatch):
@@ -121,6 +123,7 @@ def test_no_key_says_which_variable(capsys, tmp_path):
     code, text, record = run(capsys, tmp_path, "--api-key-env", "NOT_SET_ANYWHERE")
     assert code == EXIT_ERROR
     assert "fails    api key: no API key: set NOT_SET_ANYWHERE" in text
+    assert verdicts(record) == {"api key": "fails"}
 
 
 def test_a_key_in_a_server_answer_is_redacted_from_the_record(tmp_path, monkeypatch):
