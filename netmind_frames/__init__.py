@@ -25,6 +25,7 @@ from ._errors import (
 )
 from .frames import _accessor  # noqa: F401  (registers df.netmind)
 from .frames._api import attach, batch_complete, batch_embed, submit, to_jsonl
+from .jobs._doctor import doctor
 from .jobs._job import BatchJob
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "attach",
     "batch_complete",
     "batch_embed",
+    "doctor",
     "submit",
     "to_jsonl",
 ]

@@ -48,6 +48,9 @@ _EXAMPLES = {
     "files": """\
   netmind-frames files                      # what this machine's jobs keep on the provider
   netmind-frames files --older-than 7 --delete""",
+    "doctor": """\
+  netmind-frames doctor            # configuration, reachability, key, listing (free)
+  netmind-frames doctor --live     # plus one 1-token batch; attach the JSON to a bug report""",
     "embed": """\
   netmind-frames embed examples/reviews.parquet vectors.parquet --local \\
       --column review --model BAAI/bge-m3 --param dimensions=256""",
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(subparsers)
     _add_list(subparsers)
     _add_files(subparsers)
+    _add_doctor(subparsers)
     try:
         from .server._cli import add_serve_parser
     except ImportError:  # the optional extra [local] is not installed
@@ -375,6 +379,36 @@ def _add_list(subparsers: Any) -> None:
     p.set_defaults(handler=_run_list, command="list")
 
 
+def _add_doctor(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "doctor",
+        "check the configuration and what the service does against this library's assumptions",
+        "Print the resolved configuration (never the key), check that the base URL answers, "
+        "that the key is accepted and that files and batches can be listed. With --live, run "
+        "one batch of one request (the cheapest documented model, max_tokens=1) and record "
+        "what the service answers. One line per assumption: holds, differs (and how the "
+        "library copes) or fails. Writes the full record as JSON (key redacted). Exit 0 when "
+        "nothing fails, 1 otherwise.",
+    )
+    p.add_argument("--live", action="store_true", help="run one tiny real batch (costs a token)")
+    _add_connection_options(p, local=True)
+    p.add_argument(
+        "--api-key-env",
+        default="NETMIND_API_KEY",
+        metavar="NAME",
+        help="the environment variable holding the key (default NETMIND_API_KEY)",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP call (default 10)")
+    p.add_argument(
+        "--wait", type=float, default=1800.0, help="with --live: longest wait for the batch"
+    )
+    p.add_argument(
+        "--output", type=Path, help="the JSON record (default NETMIND_FRAMES_HOME/doctor/...)"
+    )
+    p.set_defaults(handler=_run_doctor, command="doctor")
+
+
 # -- handlers ---------------------------------------------------------------------------------
 
 
@@ -500,6 +534,26 @@ def _run_list(args: argparse.Namespace) -> int:
     if not jobs:
         print("no jobs in the journal yet", file=sys.stderr)
     return EXIT_OK
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from .jobs._doctor import doctor
+
+    for name in ("timeout", "wait"):
+        if not 0 < getattr(args, name) < float("inf"):
+            raise UsageError(f"--{name} must be a number of seconds > 0")
+    report = doctor(
+        live=args.live,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        provider=args.provider,
+        local=args.local,
+        timeout=args.timeout,
+        wait=args.wait,
+        output=args.output,
+    )
+    print(report)
+    return EXIT_OK if report.ok else EXIT_ERROR
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ PUBLIC = [
     "attach",
     "batch_complete",
     "batch_embed",
+    "doctor",
     "submit",
     "to_jsonl",
 ]

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import openai
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._errors import InputError
 from ..build._requests import EMBEDDINGS_ENDPOINT, build_plan, check_custom_ids
@@ -44,6 +46,7 @@ from ..transport._config import (
     resolve_settings,
 )
 from ..transport._connection import Connection, connect
+from ..transport._models import warn_unlisted_models
 
 log = logging.getLogger("netmind_frames")
 
@@ -443,6 +446,9 @@ def _submit_source(
     check_seconds("poll_interval", poll_interval)
     check_flags(progress=progress, resubmit=resubmit, keep_files=keep_files)
     ready = _prepare(source, prompt, local=local, **kwargs)
+    if kwargs.get("embed_column") is None:  # the documented list is of chat models
+        models = _models(source, kwargs.get("model"), kwargs.get("model_column"))
+        warn_unlisted_models(ready.settings.provider, models)  # before anything is uploaded
     journal = Journal(ready.settings.home)
     job = BatchJob(
         ready.connection,
@@ -457,6 +463,21 @@ def _submit_source(
     )
     remember(journal, job, ready.settings.base_url, ready.options, source, local)
     return job.start()
+
+
+def _models(source: Source, model: str | None, model_column: str | None) -> set[str]:
+    """Every model a job's requests name: ``model`` and the model column's distinct values."""
+    models = {model} if isinstance(model, str) else set()
+    if model_column is None or model_column not in source.columns:
+        return models  # a missing column is the build's error to report
+    if isinstance(source, FrameSource):
+        values = source.frame[model_column].dropna().unique()
+        return models | {v for v in values if isinstance(v, str)}
+    for _, table in source.tables(1 << 20, [model_column]):
+        column = table.column(0)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            models.update(v for v in pc.unique(column).to_pylist() if v is not None)
+    return models
 
 
 def _sync_source(

@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 
 Provider = Literal["netmind", "openai"]
 
-DEFAULT_BASE_URL = "https://api.netmind.ai/inference-api/openai/v1"
+#: Netmind's root (what its own SDK calls ``NETMIND_BASE_URL``); inference and batches sit
+#: under ``root + NETMIND_PATH_SUFFIX``, the File API under ``root + /v1/files``.
+NETMIND_ROOT = "https://api.netmind.ai"
 NETMIND_PATH_SUFFIX = "/inference-api/openai/v1"
+DEFAULT_BASE_URL = NETMIND_ROOT + NETMIND_PATH_SUFFIX
 DEFAULT_HOME = Path("~/.cache/netmind_frames")
 
-#: The largest input file each provider accepts (batch-api.md §1.4 and §5.2).
-MAX_BYTES: dict[Provider, int] = {"netmind": 100 * 1024 * 1024, "openai": 200 * 1024 * 1024}
+#: The largest input file each provider accepts (batch-api.md §1.4 and §5.2): Netmind says
+#: "100 MB"; 100,000,000 bytes is safe whichever megabyte it means.
+MAX_BYTES: dict[Provider, int] = {"netmind": 100_000_000, "openai": 200 * 1024 * 1024}
 MAX_REQUESTS = 50_000
 #: Batches of one job running at once; more shards wait for a slot.
 MAX_CONCURRENT_BATCHES = 8
@@ -56,17 +60,41 @@ class Settings:
 
 
 def detect_provider(base_url: str) -> Provider:
-    """``netmind`` when the base URL's path ends with ``/inference-api/openai/v1``."""
+    """``netmind`` when the base URL's path ends with ``/inference-api/openai/v1``, or when it
+    is Netmind's root (host ``api.netmind.ai`` or ``*.netmind.ai``, no ``/inference-api`` path);
+    ``openai`` for any other URL."""
     path = urlsplit(base_url).path.rstrip("/")
-    return "netmind" if path.endswith(NETMIND_PATH_SUFFIX) else "openai"
+    if path.endswith(NETMIND_PATH_SUFFIX):
+        return "netmind"
+    return "netmind" if _is_netmind_host(base_url) and is_root(base_url) else "openai"
+
+
+def is_root(base_url: str) -> bool:
+    """Whether a Netmind URL names the root rather than the inference base: its path has no
+    ``/inference-api`` part (``https://api.netmind.ai``, ``https://proxy.example/netmind``)."""
+    return "/inference-api" not in urlsplit(base_url).path
+
+
+def inference_base(base_url: str) -> str:
+    """The batches' base URL of a Netmind URL: a root gets ``/inference-api/openai/v1``
+    appended, as Netmind's SDK derives it; an inference base stays as it is."""
+    base_url = base_url.rstrip("/")
+    return base_url + NETMIND_PATH_SUFFIX if is_root(base_url) else base_url
+
+
+def _is_netmind_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith(".netmind.ai")
 
 
 def netmind_files_url(base_url: str) -> str:
     """Netmind's File API: ``/v1/files`` beside the inference base, not under it.
 
     The base URL without its ``/inference-api/openai/v1`` suffix, plus ``/v1/files``, as
-    Netmind's own SDK builds it (so a proxy's path prefix is kept); for a base URL without the
-    suffix (``provider="netmind"`` forced), the origin's ``/v1/files``.
+    Netmind's own SDK builds it (so a proxy's path prefix is kept). A base URL without the
+    suffix reaches here only as an ``openai.OpenAI`` client's own base URL with
+    ``provider="netmind"`` forced (any other root got the suffix appended first): the
+    origin's ``/v1/files``.
     """
     parts = urlsplit(base_url)
     path = parts.path.rstrip("/")
@@ -87,6 +115,14 @@ def resolve_settings(
     ``client`` and ``local=True`` supply the base URL and the key themselves; otherwise the
     keyword wins over ``NETMIND_BASE_URL`` / ``NETMIND_API_KEY``, which win over the defaults.
 
+    ``base_url`` / ``NETMIND_BASE_URL`` may be Netmind's root, as Netmind's SDK reads
+    ``NETMIND_BASE_URL`` (``https://api.netmind.ai``, or a proxy prefix with
+    ``provider="netmind"``), or the OpenAI-compatible inference base
+    (``https://api.netmind.ai/inference-api/openai/v1``): a Netmind root gets
+    ``/inference-api/openai/v1`` appended for the batches, and the File API is always
+    ``root + /v1/files`` (``NETMIND_FILES_URL`` overrides it). A client's base URL is used as
+    it is.
+
     Raises:
         ConfigurationError: no API key, an unknown provider, or ``local`` combined with
             another connection setting.
@@ -106,6 +142,8 @@ def resolve_settings(
         raise ConfigurationError(_MISSING_KEY)
     base_url = base_url.rstrip("/")
     resolved = _resolve_provider(provider, base_url)
+    if resolved == "netmind" and client is None:
+        base_url = inference_base(base_url)
     files_url = os.environ.get("NETMIND_FILES_URL") or netmind_files_url(base_url)
     return Settings(
         base_url=base_url,
