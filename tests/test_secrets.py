@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,6 +186,10 @@ def test_ctrl_c_prints_no_key(tmp_path):
         assert proc.stdout is not None
         job_id = proc.stdout.readline().decode().strip()
         assert job_id.startswith("job-")
+        proc.stdout.readline()  # the repr: the next statement is job.result()
+        # Give result() a moment to start polling (the batch runs for ~10 s): a SIGINT before
+        # it would interrupt the script, not the wait this test is about.
+        time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0
@@ -222,3 +227,18 @@ def test_cli_debug_shows_no_key(tmp_path, key, code):
         assert b"AuthenticationError" in proc.stderr
     assert_clean(proc.stdout, proc.stderr, where="the CLI's output")
     assert_clean(*(b for _, b in home_bytes(tmp_path / "home")), where="home")
+
+
+def test_presigned_urls_never_reach_the_logs(caplog):
+    """httpx2 logs each request's whole URL at INFO; a presigned URL's signature is a
+    credential, so the library's filter must rewrite it before any handler sees it."""
+    caplog.set_level(logging.INFO)
+    with LocalBatchServer(seed=2) as srv:
+        out = netmind_frames.batch_complete(
+            frame(4), "{text}", model="m", base_url=srv.base_url, api_key=srv.api_key,
+            poll_interval=0.05, progress=False,
+        )  # fmt: skip
+    assert (out["status"] == "ok").all()
+    presigned = [r.getMessage() for r in caplog.records if "_presigned" in r.getMessage()]
+    assert presigned, "the uploads and downloads were logged"
+    assert all("sig=" not in m and "<redacted>" in m for m in presigned), presigned

@@ -26,6 +26,7 @@ import openai
 import orjson
 
 from .._errors import FileTransferError
+from ._redact import redact_signed_urls_in_logs
 
 log = logging.getLogger("netmind_frames")
 
@@ -154,6 +155,7 @@ class NetmindFiles:
     def __init__(self, files_url: str, api_key: str, *, timeout: float = 600.0) -> None:
         self._files_url = files_url
         self._auth = {"Authorization": f"Bearer {api_key}"}
+        redact_signed_urls_in_logs()
         # Presigned URLs carry their own signature: no Authorization header goes to them.
         self._http = httpx2.Client(timeout=httpx2.Timeout(timeout, connect=10.0))
 
