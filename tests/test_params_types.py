@@ -66,8 +66,9 @@ def test_parquet_turns_a_nullable_int_into_a_float(frame, tmp_path):
 def test_a_parquet_round_trip_sends_ints_and_every_row_succeeds(server, dialect, frame, tmp_path):
     back = round_trip(frame, tmp_path / "in.parquet")
     job = netmind_frames.submit(
-        back, "{text}", model="m", params_column="params", **connection_kwargs(server, dialect)
-    )
+        back, "{text}", model="m", params_column="params", keep_files=True,
+        **connection_kwargs(server, dialect),
+    )  # fmt: skip
     out = job.result()
     # The local server, like OpenAI, rejects "max_tokens": 2.0 (invalid_type).
     assert list(out["status"]) == ["ok"] * 4
@@ -89,8 +90,9 @@ def test_a_streamed_parquet_file_sends_ints(server, frame, tmp_path):
     path = tmp_path / "in.parquet"
     frame.to_parquet(path)
     job = submit_file(
-        path, "{text}", model="m", params_column="params", **connection_kwargs(server, "netmind")
-    )
+        path, "{text}", model="m", params_column="params", keep_files=True,
+        **connection_kwargs(server, "netmind"),
+    )  # fmt: skip
     counts = job.to_parquet(tmp_path / "out.parquet")
     assert counts == {"ok": 4}
     bodies = sent_bodies(server, job.batches)
@@ -137,6 +139,7 @@ def test_whole_floats_of_integer_keys_become_ints_and_others_stay(cell, expected
         "{text}",
         model="m",
         params_column="params",
+        keep_files=True,  # the test reads the sent bodies back from the input file
         **connection_kwargs(server, "openai"),
     )
     job.wait()
@@ -198,7 +201,8 @@ def test_a_whole_float_keyword_parameter_is_sent_as_an_int(server):
     """max_tokens=np.float64(2.0), e.g. taken from a frame's statistics, is sent as 2."""
     job = netmind_frames.submit(
         pd.DataFrame({"text": ["one two three"]}), "{text}", model="m",
-        max_tokens=np.float64(2.0), temperature=1.0, **connection_kwargs(server, "netmind"),
+        max_tokens=np.float64(2.0), temperature=1.0, keep_files=True,
+        **connection_kwargs(server, "netmind"),
     )  # fmt: skip
     out = job.result()
     assert list(out["response"]) == ["one two"]

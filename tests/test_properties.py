@@ -241,7 +241,14 @@ def client_of(srv: LocalBatchServer) -> openai.OpenAI:
 
 def connection(srv: LocalBatchServer, dialect: str) -> dict[str, Any]:
     base_url = srv.base_url if dialect == "netmind" else srv.openai_base_url
-    return {"base_url": base_url, "api_key": srv.api_key, "poll_interval": 0.02, "progress": False}
+    # keep_files: reconcile() reads each batch's input file back after the result.
+    return {
+        "base_url": base_url,
+        "api_key": srv.api_key,
+        "poll_interval": 0.02,
+        "progress": False,
+        "keep_files": True,
+    }
 
 
 dialects = st.sampled_from(["netmind", "openai"])

@@ -130,8 +130,9 @@ def test_three_models_in_one_call_make_three_batches_and_one_result(fresh_server
     models = ["llama", "gemma", "qwen"]
     frame = frame.assign(model=[models[i % 3] for i in range(len(frame))])
     out = frame.netmind.batch_complete(
-        "{text}", model_column="model", **connection_kwargs(fresh_server, "netmind")
-    )
+        "{text}", model_column="model", keep_files=True,
+        **connection_kwargs(fresh_server, "netmind"),
+    )  # fmt: skip
     assert out.index.equals(frame.index)
     assert list(out["response"]) == list(frame["text"])
     with openai.OpenAI(
