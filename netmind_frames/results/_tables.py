@@ -76,7 +76,7 @@ def join_table(
 def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     """Text as ``large_string``, other result types as they are."""
     kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_string_view(kind) or pa.types.is_null(kind):
+    if pa.types.is_string(kind) or str(kind) == "string_view" or pa.types.is_null(kind):
         return column.cast(_STR)
     return column
 
