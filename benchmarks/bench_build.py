@@ -95,5 +95,37 @@ def main() -> None:
     print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
 
 
+def front_ends() -> None:
+    """``--front-ends``: the same rows handed in as pandas, Polars and Arrow (the conversion a
+    caller's frame goes through, ``as_source``, is inside the timing)."""
+    import polars as pl
+
+    from netmind_frames.build._source import as_source
+
+    parser = argparse.ArgumentParser(description="build_plan from pandas, Polars and Arrow")
+    parser.add_argument("--front-ends", action="store_true")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    frame = make_frame(args.rows)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    inputs = {"pandas": frame, "polars": pl.from_arrow(table), "arrow": table}
+    template = "Classify the sentiment of this review ({stars} stars):\n{review}"
+    sizes = set()
+    for name, rows in inputs.items():
+        best = float("inf")
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            plan = build_plan(as_source(rows).frame, template, model=MODEL, params=PARAMS)
+            best = min(best, time.perf_counter() - start)
+            sizes.add(sum(len(s.data) for s in plan.shards))
+            plan = None
+        print(f"{name:>6}: build_plan {best:.3f} s  ->  {args.rows / best:,.0f} rows/s")
+    assert len(sizes) == 1, "the front ends built different bytes"
+
+
 if __name__ == "__main__":
-    main()
+    if "--front-ends" in sys.argv:
+        front_ends()
+    else:
+        main()

@@ -157,5 +157,49 @@ def _read_seconds(files: list[Path], schema: pa.Schema) -> float:
     return time.perf_counter() - start
 
 
+def front_ends() -> None:
+    """``--front-ends``: parse + join onto pandas, Polars and Arrow (the join each front end
+    does: ``joined_output``)."""
+    import polars as pl
+
+    from netmind_frames.build._source import as_source
+    from netmind_frames.jobs._job import joined_output
+    from netmind_frames.jobs._options import JobOptions
+
+    parser = argparse.ArgumentParser(description="parse + join for pandas, Polars and Arrow")
+    parser.add_argument("--front-ends", action="store_true")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    frame = make_frame(args.rows)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    inputs = {"pandas": frame, "polars": pl.from_arrow(table), "arrow": table}
+    positions = np.arange(args.rows, dtype=np.int64)
+    plan = RequestPlan(CHAT_ENDPOINT, args.rows, (Shard(MODEL, b"", positions),))
+    options = JobOptions(model=MODEL, max_bytes=1, prompt="{review}")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_files(args.rows, Path(tmp))
+        parse = float("inf")
+        for _ in range(args.runs):  # the same code for every front end: timed once
+            start = time.perf_counter()
+            results = collect_results(plan, [ShardOutcome(positions, "expired", files)])
+            parse = min(parse, time.perf_counter() - start)
+    print(f"parse (every front end): {parse:.3f} s  ->  {args.rows / parse:,.0f} lines/s")
+    for name, rows in inputs.items():
+        source = as_source(rows)
+        join = float("inf")
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            joined_output(source, args.rows, results, options, {})
+            join = min(join, time.perf_counter() - start)
+        print(f"{name:>6}: join {join:.3f} s; parse + join "
+              f"{args.rows / (parse + join):,.0f} lines/s")  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--front-ends" in sys.argv:
+        front_ends()
+    else:
+        main()

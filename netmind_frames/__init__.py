@@ -1,6 +1,8 @@
-"""netmind_frames: run an LLM over every row of a pandas DataFrame through a Batch API.
+"""netmind_frames: run an LLM over every row of a DataFrame through a Batch API.
 
-Importing the package registers the ``df.netmind`` accessor::
+Importing the package registers the ``df.netmind`` accessor on pandas, and on Polars
+DataFrames and LazyFrames (when Polars is imported, before or after); the functions also take
+a ``pyarrow.Table``::
 
     import netmind_frames
 
@@ -23,7 +25,10 @@ from ._errors import (
     RowError,
     SubmissionUnknownError,
 )
-from .frames import _accessor  # noqa: F401  (registers df.netmind)
+from .frames import (
+    _accessor,  # noqa: F401  (registers df.netmind)
+    _register,  # noqa: F401  (pl.DataFrame.netmind, once Polars is imported)
+)
 from .frames._api import attach, batch_complete, batch_embed, submit, to_jsonl
 from .jobs._doctor import doctor
 from .jobs._job import BatchJob

@@ -1,4 +1,9 @@
-"""Where a job's rows come from: an in-memory frame, or a Parquet, CSV or JSONL file.
+"""Where a job's rows come from: an in-memory frame or table, or a Parquet, CSV or JSONL file.
+
+:func:`as_source` takes what a caller holds: a pandas DataFrame (:class:`FrameSource`), or a
+Polars DataFrame or LazyFrame, a ``pyarrow.Table`` or ``RecordBatchReader``
+(:class:`TableSource`: the rows as one Arrow table, which the request builders read through a
+pandas view of Arrow-backed columns, without copying them).
 
 A source hands out its rows in fixed windows of ``chunk_rows`` (the last one shorter), the
 same windows every time it is read: the shards of a chunk, hence their fingerprints, depend
@@ -9,8 +14,10 @@ memory used; CSV and JSONL are read whole.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -131,7 +138,99 @@ class FileSource:
             yield start, frame
 
 
-Source = FrameSource | FileSource
+class TableSource:
+    """The rows of an Arrow table, from a ``pyarrow.Table`` or a Polars frame.
+
+    ``kind`` says what the caller gave and so what a result is returned as (``"arrow"``: a
+    ``pyarrow.Table``; ``"polars"``: a Polars DataFrame); ``original`` is the caller's Polars
+    DataFrame (collected, for a LazyFrame), whose columns the result keeps as they are.
+    """
+
+    path: Path | None = None
+
+    def __init__(
+        self, table: pa.Table, kind: Literal["arrow", "polars"] = "arrow", original: Any = None
+    ) -> None:
+        self.table = table
+        self.kind = kind
+        self.original = original
+        self.n_rows = table.num_rows
+        self.schema = table.schema
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names."""
+        return list(self.table.column_names)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """All rows as a pandas frame of Arrow-backed columns (no copy), RangeIndex."""
+        return _arrow_view(self.table, 0)
+
+    def tables(
+        self, chunk_rows: int, columns: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, pa.Table]]:
+        """``(first position, rows)`` per chunk, as Arrow tables of ``columns`` (all if None)."""
+        table = self.table if columns is None else self.table.select(list(columns))
+        for start in range(0, self.n_rows, chunk_rows):
+            yield start, table.slice(start, chunk_rows)
+
+    def frames(
+        self, chunk_rows: int, columns: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, pd.DataFrame]]:
+        """``(first position, rows)`` per chunk: pandas views of all the Arrow columns (no
+        copy; all, so a missing column's error lists every column), indexed by position."""
+        for start, table in self.tables(chunk_rows):
+            yield start, _arrow_view(table, start)
+
+
+Source = FrameSource | FileSource | TableSource
+
+
+def as_source(frame: Any) -> FrameSource | TableSource:
+    """The source of a frame a caller passed: pandas, Polars (eager or lazy) or Arrow.
+
+    A ``RecordBatchReader`` is read whole (a job reads its rows again for retries and the
+    join); a Polars LazyFrame is collected. Polars is never imported here: a Polars frame can
+    only exist once the caller imported it.
+    """
+    if isinstance(frame, (FrameSource, TableSource)):
+        return frame
+    if isinstance(frame, pd.DataFrame):
+        return FrameSource(frame)
+    if isinstance(frame, pa.Table):
+        return TableSource(_plain_strings(frame), "arrow")
+    if isinstance(frame, pa.RecordBatchReader):
+        return TableSource(_plain_strings(frame.read_all()), "arrow")
+    polars = sys.modules.get("polars")
+    if polars is not None:
+        if isinstance(frame, polars.LazyFrame):
+            frame = frame.collect()
+        if isinstance(frame, polars.DataFrame):
+            return TableSource(_plain_strings(frame.to_arrow()), "polars", frame)
+    raise InputError(
+        "frame must be a pandas or Polars DataFrame (or LazyFrame), a pyarrow.Table or a "
+        f"pyarrow.RecordBatchReader, not {type(frame).__name__}."
+    )
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with string views as large strings (the request builders read those)."""
+    fields = [
+        pa.field(f.name, pa.large_string(), f.nullable, f.metadata)
+        if str(f.type) == "string_view"  # pa.types.is_string_view needs pyarrow 16
+        else f
+        for f in table.schema
+    ]
+    schema = pa.schema(fields, table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def _arrow_view(table: pa.Table, start: int) -> pd.DataFrame:
+    """A pandas frame over ``table``'s Arrow columns (``pd.ArrowDtype``: no copy)."""
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype, ignore_metadata=True)
+    frame.index = pd.RangeIndex(start, start + len(frame))
+    return frame
 
 
 def _read_text_table(path: Path, suffix: str) -> pa.Table:

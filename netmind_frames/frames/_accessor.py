@@ -59,7 +59,7 @@ class NetmindAccessor:
         max_concurrency: int = 8,
         sync_threshold: int | None = None,
         **params: Any,
-    ) -> pd.DataFrame:
+    ) -> Any:
         """Run one chat completion per row; see :func:`netmind_frames.batch_complete`."""
         return _api.batch_complete(self._frame, **_arguments(locals()))
 
@@ -146,7 +146,7 @@ class NetmindAccessor:
         max_concurrency: int = 8,
         sync_threshold: int | None = None,
         **params: Any,
-    ) -> pd.DataFrame:
+    ) -> Any:
         """Embed every row's text; see :func:`netmind_frames.batch_embed`."""
         return _api.batch_embed(self._frame, **_arguments(locals()))
 

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from .._errors import InputError
 from ..build._requests import EMBEDDINGS_ENDPOINT, build_plan, check_custom_ids
-from ..build._source import FileSource, FrameSource, Source
+from ..build._source import FileSource, FrameSource, Source, TableSource, as_source
 from ..jobs._attach import remember
 from ..jobs._checks import (
     check_completion_window,
@@ -55,9 +55,14 @@ attach = BatchJob.attach
 
 Mode = Literal["batch", "sync", "auto"]
 
+#: What the entry points take: a pandas or Polars DataFrame, a Polars LazyFrame (collected),
+#: a ``pyarrow.Table`` or ``RecordBatchReader`` (read whole). The result is of the same kind:
+#: pandas for pandas, Polars for Polars, a ``pyarrow.Table`` for Arrow.
+Frame = Any
+
 
 def batch_complete(
-    frame: pd.DataFrame,
+    frame: Frame,
     prompt: str | None = None,
     *,
     model: str | None = None,
@@ -89,7 +94,7 @@ def batch_complete(
     max_concurrency: int = 8,
     sync_threshold: int | None = None,
     **params: Any,
-) -> pd.DataFrame:
+) -> Any:
     """Run one chat completion per row through the Batch API and return the answers.
 
     Blocks until every batch is done. The input frame is not changed: a new frame comes back
@@ -98,7 +103,8 @@ def batch_complete(
     ``error_message`` and ``status`` (``ok``, ``failed``, ``expired`` or ``cancelled``).
 
     Args:
-        frame: the rows to send.
+        frame: the rows to send: a pandas or Polars DataFrame, a Polars LazyFrame (collected
+            first), a ``pyarrow.Table`` or a ``pyarrow.RecordBatchReader`` (read whole).
         prompt: a ``str.format`` template over column names, e.g. ``"Summarise: {text}"``
             (``{{`` and ``}}`` for literal braces). Or give ``prompt_column`` or
             ``messages_column`` instead.
@@ -146,7 +152,10 @@ def batch_complete(
             ``response_format``, ...), copied into every request body.
 
     Returns:
-        A new DataFrame: the input's columns, then the result columns.
+        A new frame of the input's kind (pandas; Polars for Polars; a ``pyarrow.Table`` for
+        Arrow): the input's columns, then the result columns. Polars and Arrow get native
+        types: text ``String``/``large_string``, token counts ``Int64``, schema enums as
+        ``Enum``/dictionary in the schema's order, arrays as lists, objects as structs.
 
     Raises:
         InputError: bad input (named column or row), before anything is uploaded.
@@ -159,9 +168,10 @@ def batch_complete(
         >>> out[["text", "response", "status"]]
         >>> batch_complete(df.head(5), "Summarise: {text}", model="m", mode="sync")
     """
-    if use_sync(mode, max_concurrency, sync_threshold, lambda: len(frame)):
+    source = as_source(frame)
+    if use_sync(mode, max_concurrency, sync_threshold, lambda: source.n_rows):
         run = _sync_source(
-            FrameSource(frame),
+            source,
             prompt,
             max_concurrency=max_concurrency,
             model=model,
@@ -187,7 +197,7 @@ def batch_complete(
         return run.result()
     check_timeout(timeout)  # before anything is uploaded
     job = submit(
-        frame,
+        source,
         prompt,
         model=model,
         prompt_column=prompt_column,
@@ -219,7 +229,7 @@ def batch_complete(
 
 
 def submit(
-    frame: pd.DataFrame,
+    frame: Frame,
     prompt: str | None = None,
     *,
     model: str | None = None,
@@ -259,7 +269,7 @@ def submit(
         >>> out = job.result()
     """
     return _submit_source(
-        FrameSource(frame),
+        as_source(frame),
         prompt,
         model=model,
         prompt_column=prompt_column,
@@ -290,7 +300,7 @@ def submit(
 
 
 def batch_embed(
-    frame: pd.DataFrame,
+    frame: Frame,
     column: str,
     *,
     model: str | None = None,
@@ -318,7 +328,7 @@ def batch_embed(
     max_concurrency: int = 8,
     sync_threshold: int | None = None,
     **params: Any,
-) -> pd.DataFrame:
+) -> Any:
     """Embed the text of every row through ``/v1/embeddings`` batches.
 
     Returns a new frame: the input's rows, index and order, plus ``embedding`` (a float32
@@ -341,9 +351,10 @@ def batch_embed(
         >>> out = batch_embed(df, "text", model="BAAI/bge-m3", base_url=openai_compatible_url)
         >>> matrix = np.stack(out["embedding"])
     """
-    if use_sync(mode, max_concurrency, sync_threshold, lambda: len(frame)):
+    source = as_source(frame)
+    if use_sync(mode, max_concurrency, sync_threshold, lambda: source.n_rows):
         run = _sync_source(
-            FrameSource(frame),
+            source,
             None,
             max_concurrency=max_concurrency,
             embed_column=column,
@@ -367,7 +378,7 @@ def batch_embed(
     check_timeout(timeout)  # before anything is uploaded
     try:
         job = _submit_source(
-            FrameSource(frame),
+            source,
             None,
             embed_column=column,
             model=model,
@@ -589,7 +600,7 @@ def _prepare(
         chunk_rows=chunk_rows,
         embed_column=embed_column,
     )
-    if custom_id_column is not None and isinstance(source, FrameSource):
+    if custom_id_column is not None and isinstance(source, (FrameSource, TableSource)):
         # Ids are checked per chunk while building; a duplicate across chunks only here.
         check_custom_ids(source.frame, custom_id_column)
     if embed_column is not None and batches and settings.provider == "netmind":
@@ -625,7 +636,7 @@ def _no_netmind_embedding_batches(local: bool) -> str:
 
 
 def to_jsonl(
-    frame: pd.DataFrame,
+    frame: Frame,
     path: str | Path | None = None,
     prompt: str | None = None,
     *,
@@ -660,7 +671,7 @@ def to_jsonl(
     check_model(model, model_column)
     params, _, _ = _with_schema(schema, params)
     plan = build_plan(
-        frame,
+        as_source(frame).frame,
         prompt,
         model=model,
         prompt_column=prompt_column,

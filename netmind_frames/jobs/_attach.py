@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import openai
-import pandas as pd
 
 from .._errors import ConfigurationError, InputError
-from ..build._source import FileSource, FrameSource, Source
+from ..build._source import FileSource, Source, as_source
 from ..transport._config import resolve_home, resolve_settings
 from ..transport._connection import Connection, connect
 from ._journal import JobRecord, Journal
@@ -69,7 +68,7 @@ class FoundJob:
 def find_job(
     job_id_or_batch_ids: str | Sequence[str],
     *,
-    frame: pd.DataFrame | None = None,
+    frame: Any = None,
     input: str | Path | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
@@ -128,11 +127,9 @@ def known_batches(found: FoundJob, job: JobLike) -> list[str | None]:
     return list(_match_batches_to_shards(found.connection, job.shard_keys, found.ids))
 
 
-def _attach_source(
-    frame: pd.DataFrame | None, input: str | Path | None, record: JobRecord | None
-) -> Source:
+def _attach_source(frame: Any, input: str | Path | None, record: JobRecord | None) -> Source:
     if frame is not None:
-        return FrameSource(frame)
+        return as_source(frame)
     if input is not None:
         return FileSource(input)
     if record is not None and record.input:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import openai
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,12 +39,13 @@ with warnings.catch_warnings():
 
 from .._errors import BatchFailedError, InputError
 from .._timing import timed
-from ..build._source import FileSource, FrameSource, Source, chunk_rows_for
+from ..build._source import FileSource, FrameSource, Source, TableSource, as_source, chunk_rows_for
 from ..build._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
 from ..results._embeddings import join_embeddings
 from ..results._results import join_results
 from ..results._schema import OutputSchema
 from ..results._structured import check_answers, typed_frame
+from ..results._tables import join_table, to_polars
 from ..transport._config import MAX_CONCURRENT_BATCHES
 from ..transport._connection import Connection
 from ._attach import find_job, known_batches, remember
@@ -63,6 +65,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "BatchJob",
     "joined_frame",
+    "joined_output",
     "replace_rows",
     "retryable_rows",
 ]
@@ -104,7 +107,7 @@ class BatchJob:
         connection: Connection,
         journal: Journal,
         options: JobOptions,
-        frame: pd.DataFrame | Source,
+        frame: Any,
         batch_ids: Sequence[str | None] | None = None,
         *,
         plan: JobPlan | None = None,
@@ -117,7 +120,7 @@ class BatchJob:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source: Source = (
-            frame if isinstance(frame, (FrameSource, FileSource)) else FrameSource(frame)
+            frame if isinstance(frame, (FrameSource, FileSource, TableSource)) else as_source(frame)
         )
         self._options = options
         self._chunk_rows = chunk_rows_for(options.max_requests, options.chunk_rows)
@@ -174,7 +177,7 @@ class BatchJob:
         cls,
         job_id_or_batch_ids: str | Sequence[str],
         *,
-        frame: pd.DataFrame | None = None,
+        frame: Any = None,
         input: str | Path | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
@@ -199,7 +202,8 @@ class BatchJob:
         ``wait()``/``result()``.
 
         Args:
-            frame: the frame the job was submitted from.
+            frame: the frame the job was submitted from: a pandas or Polars DataFrame (or
+                LazyFrame), or a ``pyarrow.Table``; ``result()`` returns the same kind.
             input: or the input file (default: the one the journal recorded).
             keep_files: keep the job's input files on the provider once its result is
                 written (by default they are deleted then; see :meth:`result`).
@@ -309,8 +313,13 @@ class BatchJob:
         self._drive(self._first, self._deadline(timeout), "netmind batch", None)
         return self
 
-    def result(self, timeout: float | None = None) -> pd.DataFrame:
+    def result(self, timeout: float | None = None) -> Any:
         """Wait if needed, retry failed rows, and return a new frame with the result columns.
+
+        The frame is of the kind the job was submitted from: a pandas DataFrame, a Polars
+        DataFrame (from a Polars DataFrame or LazyFrame) or a ``pyarrow.Table`` (from a table
+        or a ``RecordBatchReader``, and for a file read by ``BatchJob.attach(input=...)``:
+        pandas).
 
         Rows that failed for a reason worth retrying (5xx, 429, timeouts, ``batch_expired``,
         ``missing_result``) are sent again as new batches, up to ``retries`` rounds; rows
@@ -324,24 +333,19 @@ class BatchJob:
         self._drop_inputs()
         return out
 
-    def _joined(self, timeout: float | None) -> pd.DataFrame:
+    def _joined(self, timeout: float | None) -> Any:
         """The input's rows plus the result columns (nothing deleted)."""
         check_timeout(timeout)
         self._finish(timeout)
         with timed("join"):
             results = pa.concat_tables([self._load(c.number) for c in self._plan.chunks])
-            if isinstance(self._source, FrameSource):
-                frame = self._source.frame
-            else:
-                tables = [t for _, t in self._source.tables(self._chunk_rows)]
-                frame = pa.concat_tables(tables).to_pandas()
-            out = joined_frame(frame, results, self._options)
-        out.attrs["netmind_frames"] = {
-            "job_id": self.id,
-            "batch_ids": list(self.batch_ids),
-            "retry_batch_ids": list(self.retry_batch_ids),
-        }
-        return out
+            provenance = {
+                "job_id": self.id,
+                "batch_ids": list(self.batch_ids),
+                "retry_batch_ids": list(self.retry_batch_ids),
+            }
+            return joined_output(self._source, self._chunk_rows, results, self._options,
+                                 provenance)  # fmt: skip
 
     def to_parquet(self, path: str | Path, timeout: float | None = None) -> dict[str, int]:
         """Like ``result()``, but write the joined rows to a Parquet file, chunk by chunk
@@ -564,6 +568,37 @@ def retryable_rows(table: pa.Table) -> np.ndarray:
     not_ok = pc.not_equal(table.column("status"), "ok")
     mask = pc.and_(retryable, not_ok).fill_null(False)
     return np.flatnonzero(np.asarray(mask, dtype=bool))
+
+
+def joined_output(
+    source: Source,
+    chunk_rows: int,
+    results: pa.Table,
+    options: JobOptions,
+    provenance: dict[str, Any],
+) -> Any:
+    """The input's rows plus the result columns, as the caller's kind of frame.
+
+    pandas (a pandas frame or a file): ``provenance`` goes into ``attrs["netmind_frames"]``.
+    Arrow: a ``pyarrow.Table`` with native types (:mod:`..results._tables`), ``provenance`` as
+    JSON in its schema metadata under ``netmind_frames``. Polars: a Polars DataFrame, the
+    caller's columns as they were.
+    """
+    if isinstance(source, TableSource):
+        spec = None if options.embed_column is not None else options.output
+        table = join_table(source.table, results, options.prefix, options.result_columns, spec)
+        if source.kind == "polars":
+            return to_polars(source.original, table)
+        metadata = {**(table.schema.metadata or {}), b"netmind_frames": orjson.dumps(provenance)}
+        return table.replace_schema_metadata(metadata)
+    if isinstance(source, FrameSource):
+        frame = source.frame
+    else:
+        tables = [t for _, t in source.tables(chunk_rows)]
+        frame = pa.concat_tables(tables).to_pandas()
+    out = joined_frame(frame, results, options)
+    out.attrs["netmind_frames"] = provenance
+    return out
 
 
 def joined_frame(frame: pd.DataFrame, results: pa.Table, options: JobOptions) -> pd.DataFrame:

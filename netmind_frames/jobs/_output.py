@@ -20,14 +20,14 @@ import pyarrow.parquet as pq
 
 from .._errors import InputError
 from .._timing import timed
-from ..build._source import FileSource, Source
+from ..build._source import FileSource, FrameSource, Source, TableSource
 from ..results._results import RESULT_COLUMNS
 from ..results._structured import typed_arrow
 from ._options import JobOptions
 
 
 def write_joined(
-    source: FileSource,
+    source: FileSource | TableSource,
     chunk_rows: int,
     results_of: Callable[[int], pa.Table],
     path: str | Path,
@@ -49,8 +49,9 @@ def write_joined(
             with timed("join"):
                 results = results_of(number)
                 if results.num_rows != table.num_rows:
+                    name = "the input" if source.path is None else source.path.name
                     raise InputError(
-                        f"{source.path.name} changed since the job was submitted: chunk "
+                        f"{name} changed since the job was submitted: chunk "
                         f"{number} has {table.num_rows} rows, the results {results.num_rows}"
                     )
                 for name in columns:
@@ -85,10 +86,11 @@ def write_result(
 ) -> dict[str, int]:
     """A job's joined rows to ``path``; the count of each status.
 
-    From a file: chunk by chunk (:func:`write_joined`, memory stays flat). From a frame: the
-    whole ``frame_result()``, which is in memory already.
+    From a file: chunk by chunk (:func:`write_joined`, memory stays flat); from an Arrow
+    table or a Polars frame the same way, so the file has the schema the CLI writes. From a
+    pandas frame: the whole ``frame_result()``, which is in memory already.
     """
-    if not isinstance(source, FileSource):
+    if isinstance(source, FrameSource):
         out = frame_result()
         with timed("write"):
             out.to_parquet(path)

@@ -26,7 +26,6 @@ from typing import Any
 import httpx2
 import openai
 import orjson
-import pandas as pd
 import pyarrow as pa
 from tqdm import TqdmWarning
 
@@ -35,13 +34,13 @@ with warnings.catch_warnings():
     from tqdm.auto import tqdm
 
 from ..build._requests import RequestPlan
-from ..build._source import FileSource, FrameSource, Source, chunk_rows_for
+from ..build._source import Source, chunk_rows_for
 from ..results._answer_lines import answer_line, is_success, no_answer_line
 from ..results._embeddings import collect_embeddings
 from ..results._results import ShardOutcome, collect_results
 from ..results._structured import check_answers
 from ..transport._connection import Connection
-from ._job import joined_frame, replace_rows, retryable_rows
+from ._job import joined_output, replace_rows, retryable_rows
 from ._options import JobOptions
 from ._output import write_result
 
@@ -108,21 +107,14 @@ class SyncRun:
         self._progress = progress
         self._chunk_rows = chunk_rows_for(options.max_requests, options.chunk_rows)
 
-    def result(self) -> pd.DataFrame:
+    def result(self) -> Any:
         """Send every row, retry rows that failed for a retryable reason (up to ``retries``
         rounds), and return a new frame: the input's columns plus the result columns."""
         tables = self._chunk_results
         results = pa.concat_tables(tables) if tables else None
-        if isinstance(self._source, FrameSource):
-            frame = self._source.frame
-        else:
-            assert isinstance(self._source, FileSource)
-            parts = [t for _, t in self._source.tables(self._chunk_rows)]
-            frame = pa.concat_tables(parts).to_pandas()
         assert results is not None
-        out = joined_frame(frame, results, self._options)
-        out.attrs["netmind_frames"] = {"mode": "sync"}
-        return out
+        provenance = {"mode": "sync"}
+        return joined_output(self._source, self._chunk_rows, results, self._options, provenance)
 
     def to_parquet(self, path: str | Path) -> dict[str, int]:
         """Like ``result()``, written to a Parquet file; return the count of each status."""
