@@ -616,7 +616,7 @@ def _no_netmind_embedding_batches(local: bool) -> str:
         "(LocalBatchServer.openai_base_url, or the 'OpenAI base URL' netmind-frames serve prints)"
         if local
         else "if your endpoint's OpenAI-compatible Batch API does run embeddings, pass "
-        "provider='openai' (CLI: --provider openai)"
+        "provider='openai'"
     )
     return (
         f"{head} (its batch guide lists them as coming soon), so nothing was uploaded. Use "

@@ -93,8 +93,8 @@ def find_job(
     if record is not None and record.local and not local:
         raise ConfigurationError(
             f"job {job_id} ran on the local batch server of the process that submitted it "
-            "(local=True / --local), which stopped with that process. Run the job again; for "
-            "jobs that outlive a process, run `netmind-frames serve` and pass its --base-url."
+            "(local=True), which stopped with that process. Run the job again; for "
+            "jobs that outlive a process, run `netmind-frames serve` and pass its base_url=."
         )
     if base_url is None and client is None and not local and record is not None:
         base_url = record.base_url  # where the job was submitted, unless told otherwise
