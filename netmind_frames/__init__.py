@@ -24,7 +24,7 @@ from ._errors import (
     SubmissionUnknownError,
 )
 from .frames import _accessor  # noqa: F401  (registers df.netmind)
-from .frames._api import attach, batch_complete, batch_embed, submit, to_jsonl
+from .frames._api import attach, batch_complete, batch_embed, estimate, submit, to_jsonl
 from .jobs._doctor import doctor
 from .jobs._job import BatchJob
 
@@ -51,6 +51,7 @@ __all__ = [
     "batch_complete",
     "batch_embed",
     "doctor",
+    "estimate",
     "submit",
     "to_jsonl",
 ]
