@@ -186,6 +186,12 @@ _local_lock = threading.Lock()
 _local: LocalBatchServer | None = None
 
 
+def running_local_base_url() -> str | None:
+    """The base URL of this process's ``local=True`` server if it runs, else None."""
+    with _local_lock:
+        return None if _local is None else _local.base_url
+
+
 def local_server() -> LocalBatchServer:
     """The process-wide local batch server behind ``local=True``, started on first use."""
     global _local
