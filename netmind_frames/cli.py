@@ -191,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # the optional extra [local] is not installed: say how to add it
         serve = subparsers.add_parser(
             "serve", help="run the local batch server (needs the extra [local])",
-            description=_SERVE_MISSING,
+            prefix_chars="\0", add_help=False,  # any argument, even --help: say what is missing
         )  # fmt: skip
-        serve.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        serve.add_argument("rest", nargs=argparse.REMAINDER)
         serve.set_defaults(handler=_serve_missing, command="serve")
     else:
         serve = add_serve_parser(subparsers)

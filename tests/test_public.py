@@ -17,7 +17,9 @@ def test_all_is_sorted_and_importable():
         assert getattr(netmind_frames, name) is not None
 
 
-@pytest.mark.parametrize("name", ["batch_complete", "batch_embed", "estimate", "submit", "to_jsonl"])
+@pytest.mark.parametrize(
+    "name", ["batch_complete", "batch_embed", "estimate", "submit", "to_jsonl"]
+)
 def test_accessor_methods_have_the_functions_signatures(name):
     function = inspect.signature(getattr(_api, name))
     method = inspect.signature(getattr(NetmindAccessor, name))
