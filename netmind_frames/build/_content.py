@@ -91,7 +91,7 @@ def parse_template(prompt: str) -> list[tuple[str, str | None]]:
         if name is not None and (name == "" or spec or conversion or re.search(r"[.\[]", name)):
             shown = "{" + name + ("!" + conversion if conversion else "")
             shown += (":" + spec if spec else "") + "}"
-            if re.search(r"[\"']", name) or spec.startswith(" "):  # JSON, not a column
+            if re.search(r"[\"']", name) or (spec or "").startswith(" "):  # JSON, not a column
                 doubled = "{" + shown + "}"
                 raise InputError(
                     f"prompt field {shown} looks like JSON, not a column name: literal braces "

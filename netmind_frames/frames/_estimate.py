@@ -112,7 +112,7 @@ def estimate_source(
         raise InputError(f"provider must be 'netmind' or 'openai', not {provider!r}.")
     options = JobOptions(
         model=model,
-        max_bytes=MAX_BYTES[provider] if max_bytes is None else max_bytes,  # type: ignore[index]
+        max_bytes=MAX_BYTES[provider] if max_bytes is None else max_bytes,
         prompt=prompt,
         prompt_column=prompt_column,
         messages_column=messages_column,
