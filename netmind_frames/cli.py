@@ -99,9 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     try:
         return int(args.handler(args))
     except BrokenPipeError:

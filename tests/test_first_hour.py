@@ -196,6 +196,16 @@ def test_a_missing_key_is_said_in_each_callers_words(tmp_path, capsys):
     assert "api_key=" in str(info.value) and "--" not in str(info.value)
 
 
+def test_api_key_env_names_the_variable_holding_the_key(
+    tmp_path, fresh_server, monkeypatch, capsys
+):
+    args = complete(tmp_path / "o.parquet", "--base-url", fresh_server.base_url, "--quiet")
+    assert main([*args, "--api-key-env", "MY_KEY"]) == EXIT_USAGE
+    assert "MY_KEY is not set" in capsys.readouterr().err
+    monkeypatch.setenv("MY_KEY", fresh_server.api_key)
+    assert main([*args, "--api-key-env", "MY_KEY", "--poll-interval", "0.05"]) == EXIT_OK
+
+
 def test_embedding_batches_on_local_say_the_cli_option(tmp_path, capsys):
     args = ["embed", str(EXAMPLE), str(tmp_path / "v.parquet"), "--column", "review",
             "--model", "e", "--local", "--quiet"]  # fmt: skip

@@ -111,7 +111,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"synchronous rate) for {cost['model']} ({cost['rule']})"
         )
     else:
-        lines.append("cost: no price known for this model (pass prices; none is invented)")
+        lines.append(
+            "cost: no price known for this model: pass prices= to see it (none is invented)"
+        )
     if summary["reattached"]:
         lines.append(reattach_line(summary["job_id"], summary["batches_reused"],
                                    summary["batches_reused"] + summary["batches_new"]))  # fmt: skip
