@@ -29,7 +29,7 @@ from .frames import (
     _accessor,  # noqa: F401  (registers df.netmind)
     _register,  # noqa: F401  (pl.DataFrame.netmind, once Polars is imported)
 )
-from .frames._api import attach, batch_complete, batch_embed, submit, to_jsonl
+from .frames._api import attach, batch_complete, batch_embed, estimate, submit, to_jsonl
 from .jobs._doctor import doctor
 from .jobs._job import BatchJob
 
@@ -56,6 +56,7 @@ __all__ = [
     "batch_complete",
     "batch_embed",
     "doctor",
+    "estimate",
     "submit",
     "to_jsonl",
 ]

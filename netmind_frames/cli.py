@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,10 +23,11 @@ import openai
 from . import __version__, _timing
 from ._errors import NetmindFramesError
 from .build._source import FileSource
-from .frames._api import attach, submit_file, sync_file, use_sync
+from .frames._api import attach, estimate_file, submit_file, sync_file, use_sync
 from .jobs._cleanup import delete_known, known_files
 from .jobs._job import BatchJob
 from .jobs._status import cancel_job, job_record, job_shards
+from .jobs._summary import format_summary
 from .transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ROWS_FAILED = 0, 1, 2, 3
@@ -52,14 +55,36 @@ _EXAMPLES = {
   netmind-frames doctor            # configuration, reachability, key, listing (free)
   netmind-frames doctor --live     # plus one 1-token batch; attach the JSON to a bug report""",
     "embed": """\
-  netmind-frames embed examples/reviews.parquet vectors.parquet --local \\
-      --column review --model BAAI/bge-m3 --param dimensions=256""",
+  netmind-frames embed examples/reviews.parquet vectors.parquet --local --mode sync \\
+      --column review --model BAAI/bge-m3 --param dimensions=256
+  # --local emulates Netmind, which runs no embedding batches yet: batch mode needs an
+  # OpenAI-compatible --base-url (e.g. the 'OpenAI base URL' netmind-frames serve prints)""",
+    "estimate": """\
+  netmind-frames estimate examples/reviews.parquet --prompt "Summarise: {review}" \\
+      --model meta-llama/Meta-Llama-3.1-8B-Instruct --max-tokens 50 --prices prices.json""",
 }
 
 _LOCAL_NOTE = (
-    "--local starts a server inside this process, which stops when the command ends: use it "
-    "with `complete` only. For jobs that outlive a command, run `netmind-frames serve` and "
-    "pass --base-url."
+    "--local starts a server inside this process, which stops when the command ends (and its "
+    "batches with it): use it with `complete` and `embed --mode sync`. For jobs that outlive "
+    "a command, run `netmind-frames serve` and pass --base-url."
+)
+#: The --local help of each command that takes it (the others refuse it).
+_LOCAL_HELP = {
+    "complete": "run on a local batch server inside this command (no key needed; it stops "
+    "with the command, and its batches with it)",
+    "embed": "run on a local batch server inside this command; it emulates Netmind, which "
+    "runs no embedding batches: use it with --mode sync",
+    "doctor": "check the local batch server inside this command (a self-test, no key needed)",
+}
+#: Options the CLI owns: --param may not set them (the option to use instead).
+_OWNED_PARAMS = {
+    "messages": "--prompt, --prompt-column or --messages-column",
+    "stream": "nothing: batches do not stream",
+}
+_SERVE_MISSING = (
+    "netmind-frames serve needs the optional extra [local] (starlette, uvicorn, "
+    "python-multipart): from a clone of the repository, pip install -e '.[local]'"
 )
 
 
@@ -77,13 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     try:
         return int(args.handler(args))
+    except BrokenPipeError:
+        # The reader went away (`netmind-frames list | head`): stop quietly, and keep Python
+        # from failing again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except UsageError as exc:
         print(f"netmind-frames {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NetmindFramesError as exc:
         if args.debug:
             raise
-        print(f"netmind-frames: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"netmind-frames: error: {cli_words(_one_line(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except (openai.APIError, OSError) as exc:
         if args.debug:
@@ -92,6 +123,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+#: The library's messages name Python keywords; the CLI says its own options instead.
+_PHRASES = (
+    (
+        "pass api_key=... or set the NETMIND_API_KEY environment variable",
+        "set the NETMIND_API_KEY environment variable (or name another one with --api-key-env)",
+    ),
+    (
+        "pass prices={model: {'input': usd_per_million, 'output': usd_per_million}}",
+        'pass --prices FILE.json (a JSON object {"MODEL": {"input": usd_per_million, '
+        '"output": usd_per_million}})',
+    ),
+    ("netmind_frames.doctor()", "netmind-frames doctor"),
+    ("local=True", "--local"),
+    ("resubmit=True", "--resubmit"),
+    ("keep_files=True", "--keep-files"),
+    ("mode='sync'", "--mode sync"),
+    ("provider='openai'", "--provider openai"),
+)
+_KEYWORDS = (
+    "model|model_column|prompt|prompt_column|messages_column|custom_id_column|params_column|"
+    "column|base_url|api_key|provider|max_tokens|temperature|max_cost|prices|retries|timeout|"
+    "poll_interval|max_requests|max_bytes|max_concurrent_batches|max_concurrency|"
+    "sync_threshold|prefix|system|schema|mode"
+)
+
+
+def cli_words(message: str) -> str:
+    """A library message in the CLI's words: ``local=True`` -> ``--local``, ``model=`` ->
+    ``--model``, ``max_cost=$5`` -> ``--max-cost $5``, ``netmind_frames.doctor()`` ->
+    ``netmind-frames doctor``."""
+    for python, cli in _PHRASES:
+        message = message.replace(python, cli)
+
+    def option(match: re.Match[str]) -> str:
+        flag = "--" + match.group(1).replace("_", "-")
+        return flag + (" " if match.group(2) else "")
+
+    return re.sub(rf"\b({_KEYWORDS})=(?=([^\s,.;:)/]))?", option, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,17 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed(subparsers)
     _add_submit(subparsers)
     _add_job_commands(subparsers)
+    _add_estimate(subparsers)
     _add_list(subparsers)
     _add_files(subparsers)
     _add_doctor(subparsers)
     try:
         from .server._cli import add_serve_parser
-    except ImportError:  # the optional extra [local] is not installed
-        pass
+    except ImportError:  # the optional extra [local] is not installed: say how to add it
+        serve = subparsers.add_parser(
+            "serve", help="run the local batch server (needs the extra [local])",
+            prefix_chars="\0", add_help=False,  # any argument, even --help: say what is missing
+        )  # fmt: skip
+        serve.add_argument("rest", nargs=argparse.REMAINDER)
+        serve.set_defaults(handler=_serve_missing, command="serve")
     else:
         serve = add_serve_parser(subparsers)
         serve.set_defaults(handler=lambda args: args.func(args), command="serve")
     return parser
+
+
+def _serve_missing(args: argparse.Namespace) -> int:
+    raise UsageError(_SERVE_MISSING)
 
 
 def _command(subparsers: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -138,10 +219,18 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", help="a template over column names, e.g. 'Summarise: {text}'")
     prompt.add_argument("--prompt-column", help="a column holding the whole prompt")
+    prompt.add_argument(
+        "--messages-column",
+        help='a column of chat message lists ([{"role": "user", "content": "..."}], e.g. JSONL)',
+    )
     p.add_argument("--model", help="the model of every request (or --model-column)")
     p.add_argument("--model-column", help="a column naming each row's model (one batch per model)")
     p.add_argument(
         "--params-column", help="a column of per-row request parameters (a dict per row)"
+    )
+    p.add_argument(
+        "--custom-id-column",
+        help="a column of unique row ids used as custom_id (default: the row position)",
     )
     p.add_argument(
         "--schema",
@@ -155,7 +244,7 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
     _add_batch_options(p)
 
 
-def _add_batch_options(p: argparse.ArgumentParser) -> None:
+def _add_batch_options(p: argparse.ArgumentParser, *, max_cost: bool = True) -> None:
     """Options every submitting command shares (complete, embed, submit)."""
     p.add_argument(
         "--param",
@@ -177,16 +266,38 @@ def _add_batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resubmit", action="store_true", help="new batches even if identical ones exist"
     )
+    _add_prices(p, max_cost=max_cost)
 
 
-def _add_connection_options(p: argparse.ArgumentParser, *, local: bool) -> None:
+def _add_prices(p: argparse.ArgumentParser, *, max_cost: bool = True) -> None:
     p.add_argument(
-        "--local",
-        action="store_true",
-        help="use an embedded local batch server" if local else argparse.SUPPRESS,
+        "--prices",
+        type=Path,
+        metavar="FILE.json",
+        help='token prices, {"MODEL": {"input": USD, "output": USD}} per million tokens at '
+        "the batch rate (default: NETMIND_FRAMES_HOME/prices.json if it exists); the summary "
+        "then shows the cost",
     )
+    if max_cost:
+        p.add_argument(
+            "--max-cost",
+            type=float,
+            metavar="USD",
+            help="refuse to submit when the cost may exceed USD (needs --max-tokens and a "
+            "price for --model; see `netmind-frames estimate`)",
+        )
+
+
+def _add_connection_options(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--local", action="store_true", help=_LOCAL_HELP.get(command, argparse.SUPPRESS))
     p.add_argument("--base-url", help="the Batch API base URL (default: NETMIND_BASE_URL)")
     p.add_argument("--provider", choices=["netmind", "openai"], help="override auto-detection")
+    p.add_argument(
+        "--api-key-env",
+        default="NETMIND_API_KEY",
+        metavar="NAME",
+        help="the environment variable holding the key (default NETMIND_API_KEY)",
+    )
 
 
 def _add_wait_options(p: argparse.ArgumentParser) -> None:
@@ -218,8 +329,14 @@ def _add_complete(subparsers: Any) -> None:
     p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
     p.add_argument("output", type=Path, help="output Parquet file")
     _add_request_options(p)
-    _add_connection_options(p, local=True)
+    _add_connection_options(p, "complete")
     _add_wait_options(p)
+    _add_mode_options(p)
+    _add_keep_files(p)
+    p.set_defaults(handler=_run_complete, command="complete")
+
+
+def _add_mode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode",
         choices=["batch", "sync", "auto"],
@@ -240,8 +357,6 @@ def _add_complete(subparsers: Any) -> None:
         metavar="N",
         help="with --mode auto: the most rows sent in sync mode",
     )
-    _add_keep_files(p)
-    p.set_defaults(handler=_run_complete, command="complete")
 
 
 def _add_embed(subparsers: Any) -> None:
@@ -259,9 +374,14 @@ def _add_embed(subparsers: Any) -> None:
     p.add_argument("--column", required=True, help="the column of texts to embed")
     p.add_argument("--model", help="the embedding model (or --model-column)")
     p.add_argument("--model-column", help="a column naming each row's model")
-    _add_batch_options(p)
-    _add_connection_options(p, local=True)
+    p.add_argument(
+        "--custom-id-column",
+        help="a column of unique row ids used as custom_id (default: the row position)",
+    )
+    _add_batch_options(p, max_cost=False)
+    _add_connection_options(p, "embed")
     _add_wait_options(p)
+    _add_mode_options(p)
     _add_keep_files(p)
     p.set_defaults(handler=_run_embed, command="embed")
 
@@ -277,7 +397,7 @@ def _add_submit(subparsers: Any) -> None:
     )
     p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
     _add_request_options(p)
-    _add_connection_options(p, local=False)
+    _add_connection_options(p, "submit")
     p.add_argument(
         "--max-concurrent-batches",
         type=_positive,
@@ -320,6 +440,12 @@ def _add_job_commands(subparsers: Any) -> None:
         p.add_argument("job", help="the job id (job-...) that submit printed")
     result.add_argument("output", type=Path, help="output Parquet file")
     _add_keep_files(result)
+    result.add_argument(
+        "--retries",
+        type=int,
+        help="rounds of re-sending retryable failed rows (default: the submitting call's)",
+    )
+    _add_prices(result, max_cost=False)
     for p in (wait, result):
         p.add_argument("--input", type=Path, help="the input file (default: the journal's)")
         _add_wait_options(p)
@@ -328,8 +454,8 @@ def _add_job_commands(subparsers: Any) -> None:
         type=float,
         help="stop waiting for 'cancelling' batches after this many seconds (they go on)",
     )
-    for p in (status, wait, result, cancel):
-        _add_connection_options(p, local=False)
+    for p, name in ((status, "status"), (wait, "wait"), (result, "result"), (cancel, "cancel")):
+        _add_connection_options(p, name)
     status.set_defaults(handler=_run_status, command="status")
     wait.set_defaults(handler=_run_wait, command="wait")
     result.set_defaults(handler=_run_result, command="result")
@@ -379,6 +505,29 @@ def _add_list(subparsers: Any) -> None:
     p.set_defaults(handler=_run_list, command="list")
 
 
+def _add_estimate(subparsers: Any) -> None:
+    p = _command(
+        subparsers,
+        "estimate",
+        "what `complete` would send and cost, without sending anything",
+        "Build the requests of IN exactly as `complete` would, and print the rows, shards, "
+        "bytes, the approximate prompt tokens (request bytes / 4), the most completion "
+        "tokens (rows x --max-tokens) and, with prices for --model (--prices or "
+        "NETMIND_FRAMES_HOME/prices.json), the cost range at the batch rate and the upper "
+        "bound at the synchronous rate. Nothing is uploaded. Takes the options of `complete`; "
+        "with --max-cost, exit 1 when the upper bound is above it.",
+    )
+    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
+    p.add_argument("output", type=Path, nargs="?", help=argparse.SUPPRESS)  # complete's OUT
+    _add_request_options(p)
+    _add_connection_options(p, "estimate")
+    _add_wait_options(p)
+    _add_mode_options(p)
+    _add_keep_files(p)
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(handler=_run_estimate, command="estimate")
+
+
 def _add_doctor(subparsers: Any) -> None:
     p = _command(
         subparsers,
@@ -392,13 +541,7 @@ def _add_doctor(subparsers: Any) -> None:
         "nothing fails, 1 otherwise.",
     )
     p.add_argument("--live", action="store_true", help="run one tiny real batch (costs a token)")
-    _add_connection_options(p, local=True)
-    p.add_argument(
-        "--api-key-env",
-        default="NETMIND_API_KEY",
-        metavar="NAME",
-        help="the environment variable holding the key (default NETMIND_API_KEY)",
-    )
+    _add_connection_options(p, "doctor")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP call (default 10)")
     p.add_argument(
         "--wait", type=float, default=1800.0, help="with --live: longest wait for the batch"
@@ -414,47 +557,64 @@ def _add_doctor(subparsers: Any) -> None:
 
 def _run_complete(args: argparse.Namespace) -> int:
     _timing.reset()
+    _check_input(args.input)
+    _check_output(args.output)
     rows = lambda: FileSource(args.input).n_rows  # noqa: E731 (read only for --mode auto)
     if use_sync(args.mode, args.max_concurrency, args.sync_threshold, rows):
         kwargs = _submit_kwargs(args)
-        for batch_only in ("resubmit", "max_concurrent_batches", "poll_interval", "keep_files"):
-            del kwargs[batch_only]
+        for batch_only in _BATCH_ONLY:
+            kwargs.pop(batch_only, None)
         run = sync_file(args.input, args.prompt, max_concurrency=args.max_concurrency, **kwargs)
         return _finish(args, run.to_parquet(args.output))
     job = submit_file(args.input, args.prompt, **_submit_kwargs(args))
     if not args.quiet:
         print(f"job {job.id}: {job.n_rows} rows in {job.n_shards} shard(s)", file=sys.stderr)
-    counts = job.to_parquet(args.output, timeout=args.timeout)
-    return _finish(args, counts)
+    return _finish(args, _write(job, args), job)
+
+
+#: Keywords of a batch submission that sync mode does not take.
+_BATCH_ONLY = ("resubmit", "max_concurrent_batches", "poll_interval", "keep_files", "prices",
+               "max_cost")  # fmt: skip
 
 
 def _run_embed(args: argparse.Namespace) -> int:
     _timing.reset()
+    _check_input(args.input)
+    _check_output(args.output)
+    kwargs: dict[str, Any] = {
+        "embed_column": args.column,
+        "model": args.model,
+        "model_column": args.model_column,
+        "custom_id_column": args.custom_id_column,
+        "prefix": args.prefix,
+        "max_requests": args.max_requests,
+        "max_bytes": args.max_bytes,
+        "retries": args.retries,
+        "progress": not args.quiet,
+        "local": args.local,
+        **_connection(args),
+        **_parse_params(args.param, _owned(args)),
+    }
+    rows = lambda: FileSource(args.input).n_rows  # noqa: E731 (read only for --mode auto)
+    if use_sync(args.mode, args.max_concurrency, args.sync_threshold, rows):
+        run = sync_file(args.input, None, max_concurrency=args.max_concurrency, **kwargs)
+        return _finish(args, run.to_parquet(args.output))
     job = submit_file(
         args.input,
-        embed_column=args.column,
-        model=args.model,
-        model_column=args.model_column,
-        prefix=args.prefix,
-        max_requests=args.max_requests,
-        max_bytes=args.max_bytes,
-        retries=args.retries,
         resubmit=args.resubmit,
         max_concurrent_batches=args.max_concurrent_batches,
-        progress=not args.quiet,
-        local=args.local,
         poll_interval=args.poll_interval,
         keep_files=args.keep_files,
-        **_connection(args),
-        **_parse_params(args.param),
+        prices=args.prices,
+        **kwargs,
     )
-    counts = job.to_parquet(args.output, timeout=args.timeout)
-    return _finish(args, counts)
+    return _finish(args, _write(job, args), job)
 
 
 def _run_submit(args: argparse.Namespace) -> int:
     if args.local:
         raise UsageError(_LOCAL_NOTE)
+    _check_input(args.input)
     job = submit_file(args.input, args.prompt, **_submit_kwargs(args))
     print(job.id)
     if not args.quiet:
@@ -488,8 +648,33 @@ def _run_wait(args: argparse.Namespace) -> int:
 
 def _run_result(args: argparse.Namespace) -> int:
     _timing.reset()
+    _check_output(args.output)
     job = _attach(args)
-    return _finish(args, job.to_parquet(args.output, timeout=args.timeout))
+    return _finish(args, _write(job, args), job)
+
+
+def _write(job: BatchJob, args: argparse.Namespace) -> dict[str, int]:
+    """Wait for the job and write OUT; a failure to write says how to get the paid-for
+    result again without paying twice (never the temporary file's name)."""
+    try:
+        return job.to_parquet(args.output, timeout=args.timeout)
+    except OSError as exc:
+        raise NetmindFramesError(
+            f"job {job.id} finished, but writing {args.output} failed ({exc.strerror or exc}). "
+            f"The answers stay on the provider: fix the cause, then get them without paying "
+            f"again with: netmind-frames result {job.id} OUT.parquet"
+        ) from exc
+
+
+def _run_estimate(args: argparse.Namespace) -> int:
+    _check_input(args.input)
+    kwargs = _submit_kwargs(args)
+    for unused in (*_BATCH_ONLY, "progress", "local", "retries", "prefix", "api_key"):
+        if unused not in ("prices", "max_cost"):
+            kwargs.pop(unused, None)
+    found = estimate_file(args.input, args.prompt, **kwargs)
+    print(json.dumps(found.as_dict()) if args.json else cli_words(str(found)))
+    return EXIT_OK
 
 
 def _run_files(args: argparse.Namespace) -> int:
@@ -523,6 +708,8 @@ def _run_list(args: argparse.Namespace) -> int:
     from .transport._config import resolve_home
 
     jobs = Journal(resolve_home()).recent_jobs(args.limit)
+    if jobs:
+        print(f"{'JOB':<28}  {'FIRST SUBMITTED':<19}  {'ROWS':>14}  {'SHARDS':>11}  INPUT")
     for job in jobs:
         when = datetime.fromtimestamp(job.created_at).isoformat(timespec="seconds")
         flags = " cancelled" if job.cancelled else ""
@@ -560,7 +747,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    params = _parse_params(args.param)
+    params = _parse_params(args.param, _owned(args))
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
     if args.temperature is not None:
@@ -572,6 +759,8 @@ def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "params_column": args.params_column,
         "schema": _read_schema(args.schema),
         "prompt_column": args.prompt_column,
+        "messages_column": args.messages_column,
+        "custom_id_column": args.custom_id_column,
         "system": args.system,
         "prefix": args.prefix,
         "max_requests": args.max_requests,
@@ -582,6 +771,8 @@ def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "progress": not args.quiet,
         "local": args.local,
         "keep_files": getattr(args, "keep_files", False),
+        "prices": args.prices,
+        "max_cost": args.max_cost,
         **wait,
         **_connection(args),
         **params,
@@ -601,14 +792,67 @@ def _read_schema(path: Path | None) -> dict[str, Any] | None:
 
 
 def _connection(args: argparse.Namespace) -> dict[str, Any]:
-    if args.local and args.command not in ("complete", "embed"):
+    if args.local and args.command not in ("complete", "embed", "estimate"):
         raise UsageError(_LOCAL_NOTE)
-    return {"base_url": args.base_url, "provider": args.provider}
+    connection = {"base_url": args.base_url, "provider": args.provider}
+    name = args.api_key_env
+    if name != "NETMIND_API_KEY" and not os.environ.get(name):
+        raise UsageError(f"--api-key-env {name}: the environment variable {name} is not set")
+    if os.environ.get(name) and not args.local:
+        connection["api_key"] = os.environ[name]
+    return connection
+
+
+def _check_input(path: Path) -> None:
+    """IN exists and can be read (before anything is built or sent)."""
+    if not path.exists():
+        raise UsageError(f"IN {path}: no such file")
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise UsageError(f"IN {path}: not a readable file")
+
+
+def _check_output(path: Path) -> None:
+    """OUT can be written as Parquet, checked before anything is uploaded or paid for."""
+    if path.suffix.lower() != ".parquet":
+        raise UsageError(
+            f"OUT {path}: the result is written as Parquet, so OUT must end with .parquet "
+            f"(e.g. {path.with_suffix('.parquet')})"
+        )
+    if path.is_dir():
+        raise UsageError(f"OUT {path} is a directory")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"OUT {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"OUT {path}: the directory {folder} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"OUT {path} exists and is not writable")
+
+
+def _owned(args: argparse.Namespace) -> dict[str, str]:
+    """Request keys --param may not set, and the option that sets each instead: every
+    option of the command (``--param retries=3`` -> ``--retries``), plus those of the body
+    the library writes itself."""
+    internal = ("param", "command", "handler", "func", "debug", "input", "output")
+    owned = {n: "--" + n.replace("_", "-") for n in vars(args) if n not in internal}
+    owned.update(_OWNED_PARAMS)
+    owned["input"] = "--column" if args.command == "embed" else "the rows of IN"
+    return owned
 
 
 def _attach(args: argparse.Namespace) -> BatchJob:
     connection = _connection(args)
-    job_record(args.job)  # a clear error for an unknown id, before anything else
+    _, record = job_record(args.job)  # a clear error for an unknown id, before anything else
+    if args.input is not None:
+        _check_input(args.input)
+    elif record.input and not Path(record.input).is_file():
+        raise UsageError(
+            f"job {args.job} was submitted from {record.input}, which is gone (moved or "
+            "deleted?): pass the file's new path with --input IN"
+        )
+    options: dict[str, Any] = {}
+    if getattr(args, "retries", None) is not None:
+        options["retries"] = args.retries
     return attach(
         args.job,
         input=args.input,
@@ -616,11 +860,15 @@ def _attach(args: argparse.Namespace) -> BatchJob:
         progress=not args.quiet,
         max_concurrent_batches=args.max_concurrent_batches,
         keep_files=getattr(args, "keep_files", False),
+        prices=getattr(args, "prices", None),
         **connection,
+        **options,
     )
 
 
-def _finish(args: argparse.Namespace, counts: Mapping[str, int]) -> int:
+def _finish(
+    args: argparse.Namespace, counts: Mapping[str, int], job: BatchJob | None = None
+) -> int:
     total = sum(counts.values())
     ok = counts.get("ok", 0)
     if not args.quiet:
@@ -629,6 +877,8 @@ def _finish(args: argparse.Namespace, counts: Mapping[str, int]) -> int:
             f"{ok} of {total} rows ok{f' ({others})' if others else ''}; wrote {args.output}",
             file=sys.stderr,
         )
+        if job is not None:
+            print(cli_words(format_summary(job.summary())), file=sys.stderr)
     _print_timings(args)
     return EXIT_OK if ok == total else EXIT_ROWS_FAILED
 
@@ -638,15 +888,25 @@ def _print_timings(args: argparse.Namespace) -> None:
         print(f"timings {json.dumps(_timing.totals())}", file=sys.stderr)
 
 
-def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_params(pairs: Sequence[str], owned: Mapping[str, str]) -> dict[str, Any]:
+    """``--param KEY=JSON`` pairs as request parameters. A key an option owns is an error
+    naming the option; a value that looks like JSON must parse; a bare word is a string."""
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--param takes KEY=JSON, got {pair!r}")
+        if key in owned or key.replace("-", "_") in owned:
+            use = owned.get(key) or owned[key.replace("-", "_")]
+            raise UsageError(f"--param {key}=...: {key} is set by {use}, not --param")
         try:
             params[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if value.lstrip()[:1] in ("[", "{", '"'):
+                raise UsageError(
+                    f"--param {key}={value}: not valid JSON ({exc.msg}); quote the whole "
+                    f"pair for the shell, e.g. --param '{key}=[\"END\"]'"
+                ) from None
             params[key] = value  # a bare word is a string: --param stop=END
     return params
 

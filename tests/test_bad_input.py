@@ -102,7 +102,9 @@ WRONG_TYPES = [
     ("progress", "no", "progress"),
     ("max_concurrent_batches", 0, "max_concurrent_batches"),
     ("max_concurrent_batches", "2", "max_concurrent_batches"),
-    ("temperature", object(), "JSON"),
+    ("vendor_option", object(), "JSON"),
+    ("temperature", "hot", "number from 0 to 2"),
+    ("max_token", 5, "did you mean 'max_tokens'"),
     ("messages", [], "messages"),
 ]
 #: Arguments that need a column or prompt mode of their own to be reached.

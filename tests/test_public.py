@@ -17,7 +17,9 @@ def test_all_is_sorted_and_importable():
         assert getattr(netmind_frames, name) is not None
 
 
-@pytest.mark.parametrize("name", ["batch_complete", "batch_embed", "submit", "to_jsonl"])
+@pytest.mark.parametrize(
+    "name", ["batch_complete", "batch_embed", "estimate", "submit", "to_jsonl"]
+)
 def test_accessor_methods_have_the_functions_signatures(name):
     function = inspect.signature(getattr(_api, name))
     method = inspect.signature(getattr(NetmindAccessor, name))
@@ -51,6 +53,7 @@ PUBLIC = [
     "batch_complete",
     "batch_embed",
     "doctor",
+    "estimate",
     "submit",
     "to_jsonl",
 ]
@@ -66,5 +69,5 @@ def test_public_names_stay_where_users_import_them():
     assert netmind_frames.LocalBatchServer is LocalBatchServer
     assert callable(main) and callable(netmind_frames.BatchJob.attach)
     accessor = pd.DataFrame({"a": ["x"]}).netmind
-    for method in ("batch_complete", "batch_embed", "submit", "to_jsonl"):
+    for method in ("batch_complete", "batch_embed", "estimate", "submit", "to_jsonl"):
         assert callable(getattr(accessor, method))

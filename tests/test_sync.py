@@ -78,7 +78,17 @@ def test_sync_mode_gives_the_batch_mode_frame(
     assert sync.attrs["netmind_frames"] == {"mode": "sync"}
 
 
-def test_failed_rows_have_the_same_codes_and_messages(server: LocalBatchServer) -> None:
+def let_bad_params_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library refuses max_tokens=0 before upload; let it reach the server's 400."""
+    from netmind_frames.build import _rowparams
+
+    monkeypatch.setattr(_rowparams, "check_param_types", lambda params: None)
+
+
+def test_failed_rows_have_the_same_codes_and_messages(
+    server: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    let_bad_params_through(monkeypatch)
     df = sample(6).assign(
         params=[None, {"max_tokens": 0}, None, {"temperature": "hot"}, None, None]
     )
@@ -144,9 +154,12 @@ def test_sync_mode_retries_429_and_500(fresh_server: LocalBatchServer) -> None:
     assert fresh_server.pending_faults() == []
 
 
-def test_sync_mode_retry_rounds_resend_only_retryable_rows(fresh_server: LocalBatchServer) -> None:
+def test_sync_mode_retry_rounds_resend_only_retryable_rows(
+    fresh_server: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An answer that fails the schema (``corrupt_rate``) is asked again, as in batch mode; a
     bad request (400) is not."""
+    let_bad_params_through(monkeypatch)
     with LocalBatchServer(corrupt_rate=0.5, seed=3) as srv:
         df = sample(8).assign(params=[{"max_tokens": 0} if i == 0 else None for i in range(8)])
         kwargs = {

@@ -82,12 +82,21 @@ def parse_template(prompt: str) -> list[tuple[str, str | None]]:
     try:
         parsed = list(string.Formatter().parse(prompt))
     except ValueError as exc:
-        raise InputError(f"prompt is not a valid str.format template: {exc}") from None
+        raise InputError(
+            f"prompt is not a valid str.format template: {exc}. Literal braces are written "
+            "doubled: {{ and }}"
+        ) from None
     out: list[tuple[str, str | None]] = []
     for literal, name, spec, conversion in parsed:
         if name is not None and (name == "" or spec or conversion or re.search(r"[.\[]", name)):
             shown = "{" + name + ("!" + conversion if conversion else "")
             shown += (":" + spec if spec else "") + "}"
+            if re.search(r"[\"']", name) or (spec or "").startswith(" "):  # JSON, not a column
+                doubled = "{" + shown + "}"
+                raise InputError(
+                    f"prompt field {shown} looks like JSON, not a column name: literal braces "
+                    f"in a template are written doubled, e.g. {doubled}"
+                )
             raise InputError(
                 f"prompt field {shown} is not supported: fields must be plain column names "
                 "such as {text}, without positions, attributes, indexing, conversions or "

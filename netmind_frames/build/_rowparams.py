@@ -4,6 +4,7 @@ names the row."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,107 @@ INTEGER_PARAMS = frozenset(
     {"max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs", "best_of",
      "dimensions", "top_k", "min_tokens"}
 )  # fmt: skip
+
+
+def _number(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_)
+        )
+        if ok and (value != value or low <= value <= high):  # NaN is sent as null
+            return None
+        return f"a number from {low:g} to {high:g}"
+
+    return check
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        if ok and low <= value and (high is None or value <= high):
+            return None
+        return f"a whole number ≥ {low}" if high is None else f"a whole number from {low} to {high}"
+
+    return check
+
+
+def _of(*kinds: type, what: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool):  # a bool is an int to Python, never to the API
+            return None if bool in kinds else what
+        return None if isinstance(value, kinds) else what
+
+    return check
+
+
+def _stop(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return None
+    return "a string or a list of strings"
+
+
+#: The types of the request parameters the chat and embeddings APIs document (OpenAI's
+#: ``CompletionCreateParams`` / ``EmbeddingCreateParams``, the ones Netmind lists), plus
+#: vLLM-style extras; each check returns what was expected, or None. A value of another
+#: type is refused before anything is uploaded: the server would refuse every request.
+PARAM_TYPES: dict[str, Callable[[Any], str | None]] = {
+    "max_tokens": _whole(1),
+    "max_completion_tokens": _whole(1),
+    "n": _whole(1),
+    "seed": _whole(-(2**63)),
+    "top_logprobs": _whole(0, 20),
+    "best_of": _whole(1),
+    "dimensions": _whole(1),
+    "top_k": _whole(-1),
+    "min_tokens": _whole(0),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "min_p": _number(0, 1),
+    "presence_penalty": _number(-2, 2),
+    "frequency_penalty": _number(-2, 2),
+    "repetition_penalty": _number(0, float("inf")),
+    "stop": _stop,
+    "logprobs": _of(bool, what="true or false"),
+    "parallel_tool_calls": _of(bool, what="true or false"),
+    "store": _of(bool, what="true or false"),
+    "response_format": _of(Mapping, what='an object, e.g. {"type": "json_object"}'),
+    "logit_bias": _of(Mapping, what="an object of token ids to numbers"),
+    "metadata": _of(Mapping, what="an object of strings"),
+    "stream_options": _of(Mapping, what="an object"),
+    "prediction": _of(Mapping, what="an object"),
+    "audio": _of(Mapping, what="an object"),
+    "web_search_options": _of(Mapping, what="an object"),
+    "tools": _of(list, tuple, what="a list of tool objects"),
+    "functions": _of(list, tuple, what="a list of function objects"),
+    "modalities": _of(list, tuple, what="a list of strings"),
+    "tool_choice": _of(str, Mapping, what="a string or an object"),
+    "function_call": _of(str, Mapping, what="a string or an object"),
+    "user": _of(str, what="a string"),
+    "reasoning_effort": _of(str, what="a string"),
+    "service_tier": _of(str, what="a string"),
+    "encoding_format": _of(str, what="a string"),
+    "stream": _of(bool, what="true or false"),
+}
+
+
+def check_param_types(params: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the key for a documented parameter of the wrong type or
+    range, or for an unknown key that is a likely typo of one (``max_token``). Other keys
+    pass through unchanged: providers have their own extras."""
+    for key, value in params.items():
+        check = PARAM_TYPES.get(key)
+        if check is None:
+            close = difflib.get_close_matches(key, PARAM_TYPES, n=1, cutoff=0.85)
+            if close:
+                raise ValueError(f"unknown request parameter {key!r}: did you mean {close[0]!r}?")
+            continue
+        if value is None:
+            continue
+        expected = check(value)
+        if expected is not None:
+            raise ValueError(f"{key!r} must be {expected}, not {value!r}")
 
 
 def plain(value: Any) -> Any:
@@ -45,6 +147,7 @@ def whole_numbers(params: Mapping[str, Any]) -> dict[str, Any]:
 
     ``2.0`` becomes ``2``; a NaN or NA is left out (as None is); any other float raises
     ``ValueError`` naming the key. Values of other keys, and non-floats, are kept as they are.
+    Then the documented parameters' types are checked (:func:`check_param_types`).
     """
     out = dict(params)
     for key in [k for k in out if k in INTEGER_PARAMS]:
@@ -55,6 +158,7 @@ def whole_numbers(params: Mapping[str, Any]) -> dict[str, Any]:
             if not float(value).is_integer():
                 raise ValueError(f"{key!r} must be a whole number, not {float(value)!r}")
             out[key] = int(value)
+    check_param_types(out)
     return out
 
 

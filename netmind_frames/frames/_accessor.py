@@ -17,6 +17,7 @@ from ..jobs._job import BatchJob
 from ..transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from . import _api
 from ._api import Mode
+from ._estimate import Estimate
 
 
 @pd.api.extensions.register_dataframe_accessor("netmind")
@@ -58,10 +59,51 @@ class NetmindAccessor:
         mode: Mode = "batch",
         max_concurrency: int = 8,
         sync_threshold: int | None = None,
+        prices: Mapping[str, Any] | str | Path | None = None,
+        max_cost: float | None = None,
         **params: Any,
     ) -> Any:
         """Run one chat completion per row; see :func:`netmind_frames.batch_complete`."""
         return _api.batch_complete(self._frame, **_arguments(locals()))
+
+    def estimate(
+        self,
+        prompt: str | None = None,
+        *,
+        model: str | None = None,
+        prompt_column: str | None = None,
+        messages_column: str | None = None,
+        system: str | None = None,
+        custom_id_column: str | None = None,
+        model_column: str | None = None,
+        params_column: str | None = None,
+        schema: Any = None,
+        prefix: str = "",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: openai.OpenAI | None = None,
+        provider: str | None = None,
+        local: bool = False,
+        max_requests: int = MAX_REQUESTS,
+        max_bytes: int | None = None,
+        completion_window: str = "24h",
+        metadata: Mapping[str, str] | None = None,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        progress: bool = True,
+        retries: int = 2,
+        resubmit: bool = False,
+        max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+        keep_files: bool = False,
+        mode: Mode = "batch",
+        max_concurrency: int = 8,
+        sync_threshold: int | None = None,
+        prices: Mapping[str, Any] | str | Path | None = None,
+        max_cost: float | None = None,
+        **params: Any,
+    ) -> Estimate:
+        """What ``batch_complete`` would send and cost; see :func:`netmind_frames.estimate`."""
+        return _api.estimate(self._frame, **_arguments(locals()))
 
     def submit(
         self,
@@ -91,6 +133,8 @@ class NetmindAccessor:
         resubmit: bool = False,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
         keep_files: bool = False,
+        prices: Mapping[str, Any] | str | Path | None = None,
+        max_cost: float | None = None,
         **params: Any,
     ) -> BatchJob:
         """Submit and return a :class:`BatchJob` at once; see :func:`netmind_frames.submit`."""

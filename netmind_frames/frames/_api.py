@@ -47,6 +47,7 @@ from ..transport._config import (
 )
 from ..transport._connection import Connection, connect
 from ..transport._models import warn_unlisted_models
+from ._estimate import Estimate, check_max_cost, estimate_source
 
 log = logging.getLogger("netmind_frames")
 
@@ -93,6 +94,8 @@ def batch_complete(
     mode: Mode = "batch",
     max_concurrency: int = 8,
     sync_threshold: int | None = None,
+    prices: Mapping[str, Any] | str | Path | None = None,
+    max_cost: float | None = None,
     **params: Any,
 ) -> Any:
     """Run one chat completion per row through the Batch API and return the answers.
@@ -148,6 +151,16 @@ def batch_complete(
             retryable reason.
         max_concurrency: requests in flight at once in sync mode (default 8).
         sync_threshold: for ``mode="auto"``: the most rows sent in sync mode (required).
+        prices: token prices per model, US dollars per million tokens:
+            ``{"model": {"input": 0.09, "output": 0.09}}`` (the batch rates; the synchronous
+            rates are ``sync_input``/``sync_output`` when given, else twice the batch rates),
+            or a JSON file of them. Default: ``NETMIND_FRAMES_HOME/prices.json`` if it exists.
+            Used by the summary logged at the end (``job.summary()``) and by ``max_cost``;
+            no price is ever invented: without one, tokens only.
+        max_cost: refuse to submit (``InputError``, before any upload) when the cost may
+            exceed this many US dollars at the batch rate: the approximate prompt tokens plus
+            rows times ``max_tokens``, priced with ``prices`` (see :func:`estimate`). Needs
+            ``max_tokens`` and a price for ``model``.
         **params: any chat-completion parameter (``max_tokens``, ``temperature``,
             ``response_format``, ...), copied into every request body.
 
@@ -223,6 +236,8 @@ def batch_complete(
         resubmit=resubmit,
         max_concurrent_batches=max_concurrent_batches,
         keep_files=keep_files,
+        prices=prices,
+        max_cost=max_cost,
         **params,
     )
     return job.result(timeout=timeout)
@@ -256,6 +271,8 @@ def submit(
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     keep_files: bool = False,
+    prices: Mapping[str, Any] | str | Path | None = None,
+    max_cost: float | None = None,
     **params: Any,
 ) -> BatchJob:
     """Upload the requests and create the batches; return a :class:`BatchJob` at once.
@@ -295,6 +312,8 @@ def submit(
         resubmit=resubmit,
         max_concurrent_batches=max_concurrent_batches,
         keep_files=keep_files,
+        prices=prices,
+        max_cost=max_cost,
         **params,
     )
 
@@ -413,6 +432,128 @@ def batch_embed(
     return job.result(timeout=timeout)
 
 
+def estimate(
+    frame: pd.DataFrame,
+    prompt: str | None = None,
+    *,
+    model: str | None = None,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    system: str | None = None,
+    custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
+    schema: Any = None,
+    prefix: str = "",
+    api_key: str | None = None,
+    base_url: str | None = None,
+    client: openai.OpenAI | None = None,
+    provider: str | None = None,
+    local: bool = False,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int | None = None,
+    completion_window: str = "24h",
+    metadata: Mapping[str, str] | None = None,
+    poll_interval: float = 30.0,
+    timeout: float | None = None,
+    progress: bool = True,
+    retries: int = 2,
+    resubmit: bool = False,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+    keep_files: bool = False,
+    mode: Mode = "batch",
+    max_concurrency: int = 8,
+    sync_threshold: int | None = None,
+    prices: Mapping[str, Any] | str | Path | None = None,
+    max_cost: float | None = None,
+    **params: Any,
+) -> Estimate:
+    """What :func:`batch_complete` with these arguments would send and cost; sends nothing.
+
+    Takes the arguments of :func:`batch_complete` (so a call becomes its estimate by changing
+    its name); the connection and waiting ones change nothing here but ``base_url`` /
+    ``provider``, which decide the shard size. The requests are built exactly as the call
+    would build them and counted: rows, shards, bytes, the approximate prompt tokens (request
+    bytes / 4, said in ``prompt_tokens_rule``), the most completion tokens (rows times
+    ``max_tokens``; None without it) and, with ``prices`` (or
+    ``NETMIND_FRAMES_HOME/prices.json``) for ``model``, the cost range at the batch rate and
+    the upper bound at the synchronous rate. ``print(est)`` shows it; ``est.as_dict()``.
+
+    Example:
+        >>> est = estimate(df, "Summarise: {text}", model="m", max_tokens=50,
+        ...                prices={"m": {"input": 0.1, "output": 0.2}})
+        >>> print(est)
+    """
+    return _estimate_source(
+        FrameSource(frame),
+        prompt,
+        model=model,
+        prompt_column=prompt_column,
+        messages_column=messages_column,
+        system=system,
+        custom_id_column=custom_id_column,
+        model_column=model_column,
+        params_column=params_column,
+        schema=schema,
+        base_url=base_url,
+        provider=provider,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        prices=prices,
+        max_cost=max_cost,
+        **params,
+    )
+
+
+def estimate_file(path: str | Path, prompt: str | None = None, **kwargs: Any) -> Estimate:
+    """Like :func:`estimate`, for a Parquet, CSV or JSONL file read chunk by chunk."""
+    return _estimate_source(FileSource(path), prompt, **kwargs)
+
+
+def _estimate_source(
+    source: Source,
+    prompt: str | None,
+    *,
+    model: str | None = None,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    system: str | None = None,
+    custom_id_column: str | None = None,
+    model_column: str | None = None,
+    params_column: str | None = None,
+    schema: Any = None,
+    base_url: str | None = None,
+    provider: str | None = None,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int | None = None,
+    prices: Mapping[str, Any] | str | Path | None = None,
+    max_cost: float | None = None,
+    **params: Any,
+) -> Estimate:
+    check_model(model, model_column)
+    params, schema_json, _ = _with_schema(schema, params)
+    found = estimate_source(
+        source,
+        prompt,
+        model=model,
+        prompt_column=prompt_column,
+        messages_column=messages_column,
+        system=system,
+        custom_id_column=custom_id_column,
+        model_column=model_column,
+        params_column=params_column,
+        schema_json=schema_json,
+        base_url=base_url,
+        provider=provider,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        prices=prices,
+        params=params,
+    )
+    check_max_cost(max_cost, found)
+    return found
+
+
 def submit_file(path: str | Path, prompt: str | None = None, **kwargs: Any) -> BatchJob:
     """Like :func:`submit`, for a Parquet, CSV or JSONL file streamed chunk by chunk.
 
@@ -451,12 +592,16 @@ def _submit_source(
     resubmit: bool = False,
     max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
     keep_files: bool = False,
+    prices: Mapping[str, Any] | str | Path | None = None,
+    max_cost: float | None = None,
     **kwargs: Any,
 ) -> BatchJob:
     check_positive("max_concurrent_batches", max_concurrent_batches)
     check_seconds("poll_interval", poll_interval)
     check_flags(progress=progress, resubmit=resubmit, keep_files=keep_files)
     ready = _prepare(source, prompt, local=local, **kwargs)
+    if max_cost is not None:  # before anything is uploaded
+        check_max_cost(max_cost, _estimate(source, ready.options, ready.settings, prices))
     if kwargs.get("embed_column") is None:  # the documented list is of chat models
         models = _models(source, kwargs.get("model"), kwargs.get("model_column"))
         warn_unlisted_models(ready.settings.provider, models)  # before anything is uploaded
@@ -471,9 +616,36 @@ def _submit_source(
         max_concurrent_batches=max_concurrent_batches,
         keep_files=keep_files,
         resubmit=resubmit,
+        local=local,
+        prices=prices,
     )
     remember(journal, job, ready.settings.base_url, ready.options, source, local)
     return job.start()
+
+
+def _estimate(
+    source: Source,
+    options: JobOptions,
+    settings: Settings,
+    prices: Mapping[str, Any] | str | Path | None,
+) -> Estimate:
+    return estimate_source(
+        source,
+        options.prompt,
+        model=options.model,
+        prompt_column=options.prompt_column,
+        messages_column=options.messages_column,
+        system=options.system,
+        custom_id_column=options.custom_id_column,
+        model_column=options.model_column,
+        params_column=options.params_column,
+        schema_json=options.schema,
+        provider=settings.provider,
+        max_requests=options.max_requests,
+        max_bytes=options.max_bytes,
+        prices=prices,
+        params=options.params,
+    )
 
 
 def _models(source: Source, model: str | None, model_column: str | None) -> set[str]:
@@ -627,7 +799,7 @@ def _no_netmind_embedding_batches(local: bool) -> str:
         "(LocalBatchServer.openai_base_url, or the 'OpenAI base URL' netmind-frames serve prints)"
         if local
         else "if your endpoint's OpenAI-compatible Batch API does run embeddings, pass "
-        "provider='openai' (CLI: --provider openai)"
+        "provider='openai'"
     )
     return (
         f"{head} (its batch guide lists them as coming soon), so nothing was uploaded. Use "

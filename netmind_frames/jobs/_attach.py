@@ -17,7 +17,7 @@ import openai
 
 from .._errors import ConfigurationError, InputError
 from ..build._source import FileSource, Source, as_source
-from ..transport._config import resolve_home, resolve_settings
+from ..transport._config import resolve_home, resolve_settings, running_local_base_url
 from ..transport._connection import Connection, connect
 from ._journal import JobRecord, Journal
 from ._options import JobOptions
@@ -90,11 +90,14 @@ def find_job(
         job_id = journal.job_of_batch(ids[0]) or ",".join(ids)
     record = journal.job(job_id)
     if record is not None and record.local and not local:
-        raise ConfigurationError(
-            f"job {job_id} ran on the local batch server of the process that submitted it "
-            "(local=True / --local), which stopped with that process. Run the job again; for "
-            "jobs that outlive a process, run `netmind-frames serve` and pass its --base-url."
-        )
+        if record.base_url != running_local_base_url():
+            raise ConfigurationError(
+                f"job {job_id} ran on the local batch server of the process that submitted "
+                "it (local=True), which stopped with that process, and its batches with it. "
+                "Run the job again; for jobs that outlive a process, run `netmind-frames "
+                "serve` and pass its base_url=."
+            )
+        local = True  # this process's own local server: it is still there
     if base_url is None and client is None and not local and record is not None:
         base_url = record.base_url  # where the job was submitted, unless told otherwise
     settings = resolve_settings(

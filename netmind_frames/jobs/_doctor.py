@@ -23,6 +23,7 @@ import orjson
 
 from .._errors import ConfigurationError
 from ..transport._config import resolve_home, resolve_settings
+from ..transport._connection import EXPECTED_BASE_URL, probe_batches
 from ._findings import DoctorReport, Probe, http_error, json_or_text, sdk_error, shape
 from ._probe import run_live
 
@@ -165,7 +166,7 @@ def _basic_checks(report: DoctorReport, probe: Probe) -> bool:
     url = f"{probe.settings.base_url}/batches"
     started = time.monotonic()
     try:
-        answer = probe.http.get(url, params={"limit": 1}, headers=probe.auth)
+        answer = probe_batches(probe.settings.base_url, probe.settings.api_key, http=probe.http)
     except httpx2.TransportError as exc:
         report.record["reachability"] = {"url": url, "error": type(exc).__name__}
         report.add(
@@ -178,6 +179,14 @@ def _basic_checks(report: DoctorReport, probe: Probe) -> bool:
     seconds = round(time.monotonic() - started, 3)
     report.record["reachability"] = {"url": url, "status": answer.status_code, "seconds": seconds}
     report.add("reachable", "holds", f"{probe.settings.base_url} answered in {seconds} s")
+    if answer.status_code == 404:
+        report.record["batches_path"] = http_error(answer)
+        report.add(
+            "batch api",
+            "fails",
+            f"GET {url} answered 404: this is no Batch API; expected {EXPECTED_BASE_URL}",
+        )
+        return False
     if answer.status_code in (401, 403):
         report.record["auth"] = http_error(answer)
         report.add(

@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,11 @@ from ._checks import check_timeout
 from ._journal import FileKind, Journal, StoredFile
 from ._options import JobOptions
 from ._output import write_result
+from ._prices import load_prices
 from ._rounds import TERMINAL_STATUSES, Driver, Round
 from ._storage import delete_stored, remember_input, remember_results
 from ._submit import shard_key
+from ._summary import format_summary, reattach_line, summarize
 
 log = logging.getLogger("netmind_frames")
 
@@ -116,9 +118,16 @@ class BatchJob:
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
         resubmit: bool = False,
         keep_files: bool = False,
+        local: bool = False,
+        prices: Mapping[str, Any] | str | Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._prices = load_prices(prices)  # a bad price is an error before any upload
+        self._local = local
+        #: First-round batches that existed before this object submitted anything (a re-run
+        #: reattached to them: not paid again); None until known.
+        self._reused: int | None = None
         self._source: Source = (
             frame if isinstance(frame, (FrameSource, FileSource, TableSource)) else as_source(frame)
         )
@@ -188,6 +197,7 @@ class BatchJob:
         progress: bool = True,
         max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
         keep_files: bool = False,
+        prices: Mapping[str, Any] | str | Path | None = None,
         **options: Any,
     ) -> BatchJob:
         """Rebuild a job from its id (``job-...``, or its batch ids comma-separated), in any
@@ -207,6 +217,7 @@ class BatchJob:
             input: or the input file (default: the one the journal recorded).
             keep_files: keep the job's input files on the provider once its result is
                 written (by default they are deleted then; see :meth:`result`).
+            prices: token prices for :meth:`summary` (see ``batch_complete``).
 
         Example:
             >>> job = BatchJob.attach("job-0123abcd...", frame=df)
@@ -237,8 +248,11 @@ class BatchJob:
             progress=progress,
             max_concurrent_batches=max_concurrent_batches,
             keep_files=keep_files,
+            local=found.local,
+            prices=prices,
         )
         job.use_batches(known_batches(found, job))
+        job._note_reused()
         settings = found.connection.settings
         remember(found.journal, job, settings.base_url, found.options, found.source, found.local)
         return job
@@ -293,9 +307,57 @@ class BatchJob:
         return self
 
     def start(self) -> BatchJob:
-        """Submit the first shards, up to ``max_concurrent_batches`` (``submit`` calls it)."""
+        """Submit the first shards, up to ``max_concurrent_batches`` (``submit`` calls it).
+
+        Shards whose batch this machine's journal knows already are reattached, never
+        submitted again; when any are, the log says so (``reattached to job ...``).
+        """
+        if self._reused is None and not self._driver.resubmit:
+            base_url = self._connection.settings.base_url
+            known = [self._journal.shard(base_url, key) for key in self.shard_keys]
+            self._reused = sum(1 for r in known if r is not None and r.batch_id)
+            if self._reused:
+                log.warning("%s", reattach_line(self.id, self._reused, self.n_shards))
         self._driver.submit_ready(self._first)
         return self
+
+    def _note_reused(self) -> None:
+        """After ``attach``: the batches found are reattached, not paid again."""
+        self._reused = len(self.batch_ids)
+        if self._reused:
+            log.info("%s", reattach_line(self.id, self._reused, self.n_shards))
+
+    @property
+    def reattached(self) -> bool:
+        """Whether this job reattached to batches submitted before (a re-run, or ``attach``)
+        instead of submitting them: those were not paid again."""
+        return bool(self._reused)
+
+    def summary(self) -> dict[str, Any]:
+        """How the finished job went and what it cost, as a dict (waits for it first).
+
+        Keys: ``job_id``, ``rows``, ``ok``, ``failed`` (rows per error code), ``expired``,
+        ``cancelled``, ``prompt_tokens``, ``completion_tokens``, ``wall_seconds`` (first
+        batch created to last one ended, by the server's clock), ``reattached``,
+        ``batches_reused``, ``batches_new``, and ``cost``: None without a price for the
+        job's model, else ``{"model", "batch_usd", "sync_usd", "rule"}`` from the
+        ``prices`` given (or ``NETMIND_FRAMES_HOME/prices.json``; no price is invented).
+        """
+        self._finish(None)
+        batch_ids = [*self.batch_ids, *self.retry_batch_ids]
+        batches = [self._driver.batches[b] for b in batch_ids if b in self._driver.batches]
+        return summarize(
+            self.id,
+            (self._load(c.number) for c in self._plan.chunks),
+            batches,
+            model=None if self._options.model_column else self._options.model,
+            prices=self._prices,
+            reused=self._reused or 0,
+            n_shards=self.n_shards,
+        )
+
+    def _log_summary(self) -> None:
+        log.info("%s", format_summary(self.summary()))
 
     def wait(self, timeout: float | None = None) -> BatchJob:
         """Submit the shards still waiting as slots free up, and poll until every batch is
@@ -310,8 +372,12 @@ class BatchJob:
             BatchFailedError: a batch ended ``failed`` (its ``errors`` are on the exception).
         """
         check_timeout(timeout)
-        self._drive(self._first, self._deadline(timeout), "netmind batch", None)
+        self._drive(self._first, self._deadline(timeout), self._label(), None)
         return self
+
+    def _label(self) -> str:
+        """The progress bar's description: says when the batches were there already."""
+        return "netmind batch (reattached, not paid again)" if self._reused else "netmind batch"
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait if needed, retry failed rows, and return a new frame with the result columns.
@@ -464,16 +530,28 @@ class BatchJob:
                     self.id,
                 )  # fmt: skip
         except KeyboardInterrupt:
-            print(self._reattach_hint("Interrupted"), file=sys.stderr)
+            print(self._interrupted(), file=sys.stderr)
             raise
 
     def _finish(self, timeout: float | None) -> None:
         if self._done:
             return
         deadline = self._deadline(timeout)
-        self._drive(self._first, deadline, "netmind batch", self._save)
+        self._drive(self._first, deadline, self._label(), self._save)
         self._retry_rows(deadline)
         self._done = True
+        self._log_summary()
+
+    def _interrupted(self) -> str:
+        """What Ctrl-C leaves behind: running batches, or nothing with the embedded server."""
+        if not self._local:
+            return self._reattach_hint("Interrupted")
+        return (
+            f"Interrupted: job {self.id} ran on the local batch server inside this process "
+            "(local=True), which stops with the process, and its batches with it: nothing "
+            "keeps running, and there is nothing to wait for later. For jobs that must "
+            "outlive a process, run `netmind-frames serve` and pass its base_url=."
+        )
 
     def _reattach_hint(self, what: str) -> str:
         how = f"netmind_frames.BatchJob.attach({self.id!r}, frame=df)"

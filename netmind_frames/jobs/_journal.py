@@ -270,11 +270,14 @@ class Journal:
     # -- jobs -----------------------------------------------------------------------------
 
     def save_job(self, job_id: str, base_url: str, options: dict[str, Any]) -> None:
-        """Remember the options a job was submitted with (JSON-serialisable values only)."""
+        """Remember the options a job was submitted with (JSON-serialisable values only).
+
+        A re-run updates them but keeps ``created_at``: the job's first submission time."""
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO jobs (job_id, base_url, options, created_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO jobs (job_id, base_url, options, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (job_id) DO UPDATE SET base_url = excluded.base_url, "
+                "options = excluded.options",
                 (job_id, base_url, json.dumps(options, sort_keys=True), self._clock()),
             )
 
@@ -288,13 +291,15 @@ class Journal:
         *,
         local: bool = False,
     ) -> None:
-        """Remember a job's shards (and input file), so it can be found by its id alone."""
+        """Remember a job's shards (and input file), so it can be found by its id alone.
+
+        A re-run (or a reattach) keeps ``created_at``: the job's first submission time."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO job_plans (job_id, base_url, input, n_rows, shard_keys, local, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
                 "base_url = excluded.base_url, input = COALESCE(excluded.input, input), "
-                "local = excluded.local, created_at = excluded.created_at",
+                "local = excluded.local",
                 (job_id, base_url, input, n_rows, json.dumps(keys), int(local), self._clock()),
             )
 

@@ -98,7 +98,7 @@ def _client(record: JobRecord, connection: dict[str, Any]) -> Any:
     if record.local:
         raise ConfigurationError(
             f"job {record.job_id} ran on the local batch server of the process that submitted "
-            "it (--local), which stopped with that process"
+            "it (local=True), which stopped with that process"
         )
     base_url = connection.pop("base_url", None) or record.base_url
     settings = resolve_settings(base_url=base_url, **connection)

@@ -140,7 +140,7 @@ def resolve_settings(
         api_key = api_key or os.environ.get("NETMIND_API_KEY")
     if not api_key:
         raise ConfigurationError(_MISSING_KEY)
-    base_url = base_url.rstrip("/")
+    base_url = check_base_url(base_url.rstrip("/"))
     resolved = _resolve_provider(provider, base_url)
     if resolved == "netmind" and client is None:
         base_url = inference_base(base_url)
@@ -151,6 +151,21 @@ def resolve_settings(
         files_url=files_url.rstrip("/"),
         home=resolve_home(),
         api_key=api_key,
+    )
+
+
+def check_base_url(base_url: str) -> str:
+    """``base_url`` if it has an ``http(s)://`` scheme and a host; ConfigurationError naming
+    it (and the likely fix) otherwise, before anything is sent."""
+    parts = urlsplit(base_url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return base_url
+    if "://" not in base_url:
+        raise ConfigurationError(
+            f"the base URL {base_url!r} has no scheme: did you mean 'https://{base_url}'?"
+        )
+    raise ConfigurationError(
+        f"the base URL {base_url!r} must start with http:// or https:// and name a host."
     )
 
 
@@ -171,6 +186,12 @@ _local_lock = threading.Lock()
 _local: LocalBatchServer | None = None
 
 
+def running_local_base_url() -> str | None:
+    """The base URL of this process's ``local=True`` server if it runs, else None."""
+    with _local_lock:
+        return None if _local is None else _local.base_url
+
+
 def local_server() -> LocalBatchServer:
     """The process-wide local batch server behind ``local=True``, started on first use."""
     global _local
@@ -180,7 +201,8 @@ def local_server() -> LocalBatchServer:
                 from ..server import LocalBatchServer
             except ImportError as exc:  # starlette/uvicorn are the optional extra [local]
                 raise ConfigurationError(
-                    "local=True needs the local server: pip install 'netmind-frames[local]'"
+                    "local=True needs the local server, the optional extra [local]: from a clone "
+                    "of the repository, pip install -e '.[local]'"
                 ) from exc
             _local = LocalBatchServer().start()
             atexit.register(_local.stop)
