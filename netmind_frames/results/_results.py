@@ -54,16 +54,15 @@ _STR = pa.large_string()
 _STATUSES = pa.array(["ok", "failed", "expired", "cancelled"], pa.large_string())
 
 _TOKENS = ("prompt_tokens", "completion_tokens")
-_ERROR = pa.struct([("code", pa.string()), ("type", pa.string()), ("message", pa.string())])
-_CHOICE = pa.struct(
-    [("message", pa.struct([("content", pa.string())])), ("finish_reason", pa.string())]
-)
+# Strings are read as large_string, the type of the result columns: no cast copies them.
+_ERROR = pa.struct([("code", _STR), ("type", _STR), ("message", _STR)])
+_CHOICE = pa.struct([("message", pa.struct([("content", _STR)])), ("finish_reason", _STR)])
 _USAGE = pa.struct([(name, pa.int64()) for name in _TOKENS])
 _BODY = pa.struct([("choices", pa.list_(_CHOICE)), ("usage", _USAGE), ("error", _ERROR)])
 _RESPONSE = pa.struct([("status_code", pa.int64()), ("body", _BODY)])
 #: Only the fields we read: the Arrow reader skips everything else in a line. Explicit,
 #: because inference breaks on an all-null ``error`` in the first block of a file.
-_LINE_SCHEMA = pa.schema([("custom_id", pa.string()), ("response", _RESPONSE), ("error", _ERROR)])
+_LINE_SCHEMA = pa.schema([("custom_id", _STR), ("response", _RESPONSE), ("error", _ERROR)])
 
 #: How result files are read: 4 MiB blocks, parsed on every core.
 READ_OPTIONS = pj.ReadOptions(block_size=4 << 20)
@@ -274,14 +273,18 @@ def _from_arrow(table: pa.Table, fmt: LineFormat) -> _Lines:
     answers = fmt.arrow_answers(body)
     failed = table.filter(pa.array(~ok_mask))
     return _Lines(
-        pc.cast(table.column("custom_id").chunk(0), _STR),
+        _cast(table.column("custom_id").chunk(0), _STR),
         ok_mask,
         pa.Table.from_arrays(
-            [pc.cast(a, f.type) for a, f in zip(answers, fmt.answers, strict=True)],
+            [_cast(a, f.type) for a, f in zip(answers, fmt.answers, strict=True)],
             schema=fmt.answers,
         ),
         _error_fields_arrow(failed),
     )
+
+
+def _cast(values: pa.Array, to: pa.DataType) -> pa.Array:
+    return values if values.type == to else pc.cast(values, to)
 
 
 def _chat_answers(body: pa.Array) -> list[pa.Array]:
@@ -299,15 +302,16 @@ def _error_fields_arrow(failed: pa.Table) -> pa.Table:
     response = failed.column("response").chunk(0)
     body_error = pc.struct_field(pc.struct_field(response, "body"), "error")
     status_code = pc.struct_field(response, "status_code")
+    http = pa.scalar("http_", _STR), pa.scalar("", _STR)
     code = pc.coalesce(
-        pc.struct_field(error, "code"),
-        pc.struct_field(error, "type"),
-        pc.struct_field(body_error, "code"),
-        pc.struct_field(body_error, "type"),
-        pc.binary_join_element_wise("http_", pc.cast(status_code, pa.string()), ""),
-        "unknown_error",
+        *(_cast(pc.struct_field(e, k), _STR) for e in (error, body_error) for k in ("code", "type")),
+        pc.binary_join_element_wise(http[0], pc.cast(status_code, _STR), http[1]),
+        pa.scalar("unknown_error", _STR),
     )
-    message = pc.coalesce(pc.struct_field(error, "message"), pc.struct_field(body_error, "message"))
+    message = pc.coalesce(
+        _cast(pc.struct_field(error, "message"), _STR),
+        _cast(pc.struct_field(body_error, "message"), _STR),
+    )
     return pa.Table.from_arrays([pc.cast(code, _STR), pc.cast(message, _STR)], schema=_ERRORS)
 
 
@@ -317,8 +321,12 @@ def _first_choice(choices: pa.Array) -> tuple[pa.Array, pa.Array]:
     ``list_element(..., 0)`` raises on an empty list, so take by offsets where length > 0.
     """
     lengths = np.asarray(pc.list_value_length(choices).fill_null(0), dtype=np.int64)
-    offsets = np.asarray(choices.offsets, dtype=np.int64)[:-1]
-    first = choices.values.take(pa.array(offsets, mask=lengths == 0))
+    offsets = np.asarray(choices.offsets, dtype=np.int64)
+    if lengths.size and lengths.min() == 1 == lengths.max():
+        # The usual case, one choice per line: the first choices are a slice, not a copy.
+        first = choices.values.slice(int(offsets[0]), len(choices))
+    else:
+        first = choices.values.take(pa.array(offsets[:-1], mask=lengths == 0))
     content = pc.struct_field(pc.struct_field(first, "message"), "content")
     return content, pc.struct_field(first, "finish_reason")
 
