@@ -625,3 +625,39 @@ def test_columns_used_lists_the_per_row_columns():
     from netmind_frames.build._requests import columns_used
 
     assert columns_used("{a}{b}", model_column="m", params_column="p") == ["a", "b", "m", "p"]
+
+
+def _json_dumps_jsonl(frame: pd.DataFrame, column: str) -> bytes:
+    """The lines as per-row ``json.dumps`` writes them (UTF-8 as is, no spaces)."""
+    lines = [
+        json.dumps(
+            expected_line(str(i), [{"role": "user", "content": text}]),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for i, text in enumerate(frame[column])
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        pytest.param(['"q"', "back\\", "new\nline", "w", "x", "tab\t"], id="dense-third"),
+        pytest.param(['{"a": "b\\"c"}', "[1,\n 2]", '"', "\\\\", "\r\n"], id="json-documents"),
+        pytest.param(["товар", "产品", "😀", "𝄞", "é", "\u2028", '"'], id="non-ascii"),
+        pytest.param([*map(chr, range(0x20)), '"', "\\", "z"], id="every-control-char"),
+    ],
+)
+@pytest.mark.parametrize("dense_rows", [1.0, 0.3, 0.02], ids=["all", "many", "few"])
+def test_dense_text_is_byte_identical_to_json_dumps(words, dense_rows):
+    """Text dense in characters JSON escapes, in every row or some: the same bytes as
+    ``json.dumps(..., ensure_ascii=False)`` per row (whole-array and per-row escaping)."""
+    rng = np.random.default_rng(7)
+    texts = []
+    for _ in range(3000):
+        pool = words if rng.random() < dense_rows else ["plain", "text", "é"]
+        texts.append(" ".join(rng.choice(pool, size=rng.integers(0, 30))))
+    frame = pd.DataFrame({"t": texts})
+    plan = build_plan(frame, prompt_column="t", model="m", max_requests=1000)
+    assert b"".join(s.data for s in plan.shards) == _json_dumps_jsonl(frame, "t")

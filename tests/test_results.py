@@ -430,3 +430,29 @@ def test_round_trip_over_shards_puts_every_answer_on_its_own_row(id_column):
     assert out["nm_response"].tolist() == frame["text"].tolist()
     assert (out["nm_status"] == "ok").all()
     pd.testing.assert_index_equal(out.index, frame.index)
+
+
+def test_many_shuffled_lines_are_gathered_in_slices_to_their_rows():
+    """Over 65,536 rows the columns are gathered in slices on several threads: every row
+    still gets its own line's answer, tokens and finish_reason, and failures their errors."""
+    n = 70_001
+    plan = make_plan(n, max_requests=n)
+    order = list(range(n))
+    random.Random(5).shuffle(order)
+    lines = []
+    for i in order:
+        if i % 97 == 0:
+            lines.append(http_error_line(str(i)))
+        else:
+            line = ok_line(str(i), f"answer {i}")
+            line["response"]["body"]["usage"]["prompt_tokens"] = i
+            line["response"]["body"]["choices"][0]["finish_reason"] = ["stop", "length"][i % 2]
+            lines.append(line)
+    got = collect(plan, "completed", jsonl(*lines))
+    failed = np.arange(n) % 97 == 0
+    assert got["status"].tolist() == np.where(failed, "failed", "ok").tolist()
+    assert got["response"].tolist() == [pd.NA if f else f"answer {i}" for i, f in enumerate(failed)]
+    assert got["prompt_tokens"].tolist() == [pd.NA if f else i for i, f in enumerate(failed)]
+    finish = [pd.NA if f else ["stop", "length"][i % 2] for i, f in enumerate(failed)]
+    assert got["finish_reason"].tolist() == finish
+    assert got["error_code"].tolist() == ["context_length_exceeded" if f else pd.NA for f in failed]

@@ -384,3 +384,55 @@ def test_corrupt_rate_spares_answers_without_a_schema():
     assert plain.choices[0].message.content == "hello there"
     _, invalid, _ = parse_structured([structured.choices[0].message.content], None, REVIEW_SCHEMA)
     assert invalid.all()
+
+
+def test_arrow_read_columns_equal_the_value_by_value_ones(monkeypatch):
+    """Typed columns come from Arrow's JSON reader; pretty-printed answers (newlines and
+    carriage returns as whitespace), unknown fields, unicode and a mix of valid, invalid and
+    failed rows give exactly what the value-by-value path gives."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "sentiment": {"enum": ["positive", "negative"]},
+            "stars": {"type": "integer"},
+            "score": {"type": "number"},
+            "spam": {"type": "boolean"},
+            "note": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    docs = [
+        {"sentiment": "positive", "stars": 4, "score": 1, "spam": True, "note": "a\nb 😀"},
+        {"sentiment": "negative", "stars": -3, "score": 0.5, "tags": ["x"], "other": {"k": 1}},
+        {"stars": "four"},  # invalid: its row's columns are NA
+        {"note": None, "spam": False},
+    ]
+    texts = [orjson.dumps(d, option=orjson.OPT_INDENT_2).decode() for d in docs]
+    texts[0] = texts[0].replace("\n", "\r\n")
+    responses = [*texts, None, texts[0]]
+    status = ["ok", "ok", "ok", "ok", "failed", "expired"]
+    import netmind_frames.results._schema as module
+
+    read, real = [], module._arrow_columns
+    monkeypatch.setattr(module, "_arrow_columns", lambda *args: read.append(real(*args)) or read[0])
+    via_arrow = parse_structured(responses, status, schema)
+    assert read[0] is not None  # Arrow read every answer: no fallback
+    monkeypatch.setattr(module, "_arrow_columns", lambda *args: None)
+    by_value = parse_structured(responses, status, schema)
+    pd.testing.assert_frame_equal(via_arrow.columns, by_value.columns)
+    assert via_arrow.invalid.tolist() == [False, False, True, False, False, False]
+    assert via_arrow.columns["stars"].tolist() == [4, -3, pd.NA, pd.NA, pd.NA, pd.NA]
+    assert via_arrow.columns["note"][0] == "a\nb 😀"
+    assert via_arrow.columns["tags"][1] == ["x"]
+
+
+def test_an_integral_float_for_an_integer_falls_back_to_the_value_by_value_path():
+    """``5.0`` is a valid JSON Schema integer; Arrow refuses it for int64, so the columns are
+    built value by value (and it becomes 5), as are integers beyond int64 (invalid)."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    columns, invalid, messages = parse_structured(['{"n": 5.0}', '{"n": 2}'], None, schema)
+    assert columns["n"].tolist() == [5, 2] and not invalid.any()
+    columns, invalid, messages = parse_structured(['{"n": 1}', '{"n": 1e0}', f'{{"n": {2**70}}}'],
+                                                  None, schema)  # fmt: skip
+    assert invalid.tolist() == [False, False, True]
+    assert "out of range" in messages[2]

@@ -85,11 +85,24 @@ def _check_unique(frame: pd.DataFrame, index: pd.Index) -> None:
 def default_positions(ids: pa.Array, n_rows: int, first: int = 0) -> np.ndarray:
     """Position ids -> int64 positions (``id - first``); anything not spelled exactly
     ``str(position)``, or outside ``first .. first + n_rows``, -> -1."""
-    valid = pc.and_kleene(
-        pc.is_valid(ids), pc.match_substring_regex(ids, r"^(0|[1-9][0-9]{0,17})$")
-    )
-    numbers = pc.cast(pc.if_else(valid, ids, "-1"), pa.int64())
-    positions = np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.int64)
+    try:
+        numbers = pc.cast(ids, pa.int64()).fill_null(-1)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers = None  # some id is not an integer at all: check them one by one, below
+    if numbers is not None:
+        positions = np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.int64)
+        # Canonical iff as long as its decimal digits: a sign, leading zeros or any other
+        # spelling the cast accepts ("+7", "007", "0x7") is longer than str(number).
+        digits = np.floor(np.log10(np.maximum(positions, 1))).astype(np.int64) + 1
+        lengths = np.asarray(pc.binary_length(ids).fill_null(0), dtype=np.int64)
+        canonical = (lengths == digits) & np.asarray(ids.is_valid(), dtype=bool)
+        positions[~canonical] = -1
+    else:
+        valid = pc.and_kleene(
+            pc.is_valid(ids), pc.match_substring_regex(ids, r"^(0|[1-9][0-9]{0,17})$")
+        )
+        numbers = pc.cast(pc.if_else(valid, ids, "-1"), pa.int64())
+        positions = np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.int64)
     unknown = (positions < first) | (positions >= first + n_rows)
     positions -= first
     positions[unknown] = -1

@@ -28,6 +28,7 @@ itself, in strict mode. A ``$ref`` must be local (``#/$defs/...``, ``#/definitio
 from __future__ import annotations
 
 import gc
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from .._errors import InputError
 from ._validation import Failures, model_failures, schema_failures
@@ -304,43 +306,144 @@ def parse_structured(
         ok = np.asarray(pc.equal(_arrow(status), "ok").fill_null(False), dtype=bool)
         if len(ok) != n:
             raise InputError(f"{len(ok)} statuses for {n} responses")
-    docs: list[Any] = [None] * n
     good = np.zeros(n, dtype=bool)
     messages: list[str | None] = [None] * n
-    rows: list[int] = []  # the rows whose answer is JSON, and their documents and texts
-    parsed: list[Any] = []
-    sources: list[str] = []
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    with _collector_paused():
-        for i in np.flatnonzero(ok).tolist():
-            text = texts[i]
-            if text is None:
-                messages[i] = "the answer is empty (no content)"
-                continue
-            try:
-                parsed.append(loads(text))
-            except decode_error as exc:
-                messages[i] = f"the answer is not valid JSON: {exc}"
-                continue
-            rows.append(i)
-            sources.append(text)
-    failed = spec.failures(parsed, sources)
-    for j, (i, doc) in enumerate(zip(rows, parsed, strict=True)):
-        if j in failed:
-            messages[i] = failed[j]
+    with _collector_paused():  # every step makes many small objects that all survive
+        rows, parsed, sources = _parse(texts, np.flatnonzero(ok).tolist(), messages)
+        failed = spec.failures(parsed, sources)
+        for j, message in failed.items():
+            messages[rows[j]] = message
+        passed = np.ones(len(rows), dtype=bool)
+        passed[list(failed)] = False
+        good[np.asarray(rows, dtype=np.int64)[passed]] = True
+        if not failed:
+            good_docs = parsed
         else:
-            docs[i] = doc
-            good[i] = True
-    columns = {name: _column(name, spec.dtypes[name], docs, good) for name in spec.columns}
-    # A value the column type cannot hold (an integer beyond int64) makes its row invalid too.
-    overflowed = np.zeros(n, dtype=bool)
-    for name, (_, overflow) in columns.items():
-        for i in np.flatnonzero(overflow & good).tolist():
-            good[i], overflowed[i] = False, True
-            messages[i] = f"field {name!r}: integer out of range for Int64"
-    frame = pd.DataFrame({name: _mask(values, overflowed) for name, (values, _) in columns.items()})
+            good_docs = [doc for doc, keep in zip(parsed, passed.tolist(), strict=True) if keep]
+        frame = _arrow_columns(spec, responses, good_docs, good)
+        overflowed = np.zeros(n, dtype=bool)
+        if frame is None:  # Arrow refused some answer: build the columns value by value
+            docs: list[Any] = [None] * n
+            for i, doc in zip(np.flatnonzero(good).tolist(), good_docs, strict=True):
+                docs[i] = doc
+            columns = {name: _column(name, spec.dtypes[name], docs, good) for name in spec.columns}
+            # A value the column type cannot hold (an integer beyond int64) makes its row
+            # invalid too.
+            for name, (_, overflow) in columns.items():
+                for i in np.flatnonzero(overflow & good).tolist():
+                    good[i], overflowed[i] = False, True
+                    messages[i] = f"field {name!r}: integer out of range for Int64"
+            frame = pd.DataFrame(
+                {name: _mask(values, overflowed) for name, (values, _) in columns.items()}
+            )
+        # Dropped while the collector is paused: otherwise its next run walks them all.
+        del good_docs, parsed, sources
     invalid = ok & ~good
     return Structured(frame, invalid, pd.array(messages, dtype=STRING))
+
+
+def _parse(
+    texts: list[Any], rows: list[int], messages: list[str | None]
+) -> tuple[list[int], list[Any], list[str]]:
+    """(rows whose answer is JSON, their documents, their texts); ``messages`` gets why the
+    other rows are not. All at once with ``map`` when every answer parses (the usual case)."""
+    sources = [texts[i] for i in rows]
+    try:
+        return rows, list(map(orjson.loads, sources)), sources
+    except (orjson.JSONDecodeError, TypeError):  # a bad or missing answer: row by row
+        pass
+    kept: list[int] = []
+    parsed: list[Any] = []
+    sources = []
+    for i in rows:
+        text = texts[i]
+        if text is None:
+            messages[i] = "the answer is empty (no content)"
+            continue
+        try:
+            parsed.append(orjson.loads(text))
+        except orjson.JSONDecodeError as exc:
+            messages[i] = f"the answer is not valid JSON: {exc}"
+            continue
+        kept.append(i)
+        sources.append(text)
+    return kept, parsed, sources
+
+
+#: pandas dtype -> the Arrow type the JSON reader parses a column's values into.
+_READ_TYPES = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_()}
+
+
+def _read_type(dtype: Any) -> pa.DataType | None:
+    if isinstance(dtype, (pd.StringDtype, pd.CategoricalDtype)):
+        return pa.large_string()
+    return _READ_TYPES.get(dtype) if isinstance(dtype, str) else None
+
+
+def _arrow_columns(
+    spec: OutputSchema, responses: Any, docs: list[Any], good: np.ndarray
+) -> pd.DataFrame | None:
+    """The typed columns of the ``good`` rows (``docs``: their parsed answers, in row order),
+    their answers parsed by Arrow's JSON reader
+    (C++, on every core) with an explicit schema; nested values (``object`` columns) come
+    from the parsed documents. None when Arrow refuses an answer (an integer beyond int64,
+    ``5.0`` for an integer): the caller then builds the columns value by value."""
+    fields = [(n, _read_type(spec.dtypes[n])) for n in spec.columns]
+    schema = pa.schema([(n, t) for n, t in fields if t is not None])
+    rows = np.flatnonzero(good)
+    if not len(schema) or not rows.size:
+        return None
+    text = _arrow(responses)
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    text = pc.cast(text, pa.large_string()).take(pa.array(rows))
+    for raw in ("\n", "\r"):  # in valid JSON only whitespace: keep one answer per line
+        text = pc.replace_substring(text, raw, " ")
+    newline, empty = pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string())
+    lines = pc.binary_join_element_wise(text, newline, empty)
+    _, offsets, data = lines.buffers()
+    size = int(np.frombuffer(offsets, np.int64, len(lines) + 1, lines.offset * 8)[-1])
+    try:
+        table = pj.read_json(
+            pa.BufferReader(pa.py_buffer(data)[:size]),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if table.num_rows != rows.size:
+        return None
+    where = np.zeros(len(good), dtype=np.int64)
+    where[rows] = np.arange(rows.size)
+    spread = pa.array(where, mask=~good)  # row -> its line, null for the other rows
+    out: dict[str, Any] = {}
+    for name, kind in fields:
+        dtype = spec.dtypes[name]
+        if kind is None:
+            values = np.empty(len(good), dtype=object)
+            values[rows] = list(map(operator.methodcaller("get", name), docs))
+            out[name] = pd.Series(values, dtype=object, copy=False)
+        else:
+            out[name] = _typed(dtype, table.column(name).combine_chunks().take(spread))
+    return pd.DataFrame(out)
+
+
+def _typed(dtype: Any, arrow: pa.Array) -> Any:
+    """An Arrow column as the pandas array of ``dtype`` (see the module docstring)."""
+    mask = np.asarray(arrow.is_null(), dtype=bool)
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(np.asarray(arrow.fill_null(0), dtype=np.int64), mask)
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(np.asarray(arrow.fill_null(0.0), dtype=np.float64), mask)
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(np.asarray(arrow.fill_null(False), dtype=bool), mask)
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = pa.array(list(dtype.categories), type=pa.large_string())
+        codes = pc.index_in(arrow, value_set=categories)
+        return pd.Categorical.from_codes(
+            np.asarray(codes.fill_null(-1), dtype=np.int32), dtype=dtype
+        )
+    return pd.array(arrow, dtype=STRING)
 
 
 def _as_list(values: Any) -> list[Any]:
