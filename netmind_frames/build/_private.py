@@ -59,13 +59,10 @@ def private_file(path: Path) -> Path:
     as it is.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     except FileExistsError:
         return path
-    try:
-        os.fchmod(fd, FILE_MODE)  # open's mode went through the umask
-    finally:
-        os.close(fd)
+    os.chmod(path, FILE_MODE)  # open's mode went through the umask
     return path
 
 
@@ -73,7 +70,7 @@ def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (created or truncated), the file's mode set to 0600."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     with os.fdopen(fd, "wb") as out:
-        os.fchmod(fd, FILE_MODE)
+        os.chmod(path, FILE_MODE)  # open's mode went through the umask (os.fchmod: POSIX only)
         out.write(data)
 
 
