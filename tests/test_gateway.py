@@ -317,6 +317,14 @@ def test_bad_upstream_settings_are_refused(kwargs: dict[str, Any]) -> None:
         LocalBatchServer(**kwargs)
 
 
+def test_an_open_gateway_is_refused() -> None:
+    """A gateway beyond loopback without a key would let anyone spend the upstream's key."""
+    with pytest.raises(ValueError, match="spend the upstream's key"):
+        LocalBatchServer(host="0.0.0.0", upstream="http://127.0.0.1:9/v1", upstream_api_key="u")
+    gateway = LocalBatchServer(host="0.0.0.0", upstream="http://127.0.0.1:9/v1", api_key="k")
+    assert gateway.upstream == "http://127.0.0.1:9/v1"
+
+
 # -- netmind-frames serve --upstream ----------------------------------------------------------
 
 

@@ -106,3 +106,50 @@ def test_serve_refuses_a_missing_key_variable(
     args = parser().parse_args(["serve", "--port", "0", "--api-key-env", "NO_SUCH_KEY_VAR"])
     assert run_serve(args, stop=threading.Event()) == 2
     assert "NO_SUCH_KEY_VAR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "my-host.example"])
+@pytest.mark.parametrize("upstream", [[], ["--upstream", "http://127.0.0.1:9/v1"]])
+def test_serve_refuses_an_open_host_without_a_key(
+    host: str, upstream: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No open gateway: beyond loopback, no key and no --no-auth is exit 2, nothing served."""
+    args = parser().parse_args(["serve", "--host", host, "--port", "0", *upstream])
+    stopped = threading.Event()
+    stopped.set()  # had it started, it would stop at once and return 0
+    assert run_serve(args, stop=stopped, out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert f"--host {host} without --api-key-env" in err
+    assert "anyone who can reach port" in err and "--api-key-env NAME" in err and "--no-auth" in err
+    assert ("spend the upstream's key" in err) == bool(upstream)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(["--no-auth"], id="no-auth"),
+        pytest.param(["--api-key-env", "LOCAL_TEST_KEY"], id="a-key"),
+    ],
+)
+def test_serve_beyond_loopback_with_a_key_or_no_auth_starts(
+    flags: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_TEST_KEY", "sk-very-secret")
+    args = parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "0", *flags])
+    stopped = threading.Event()
+    stopped.set()  # start, print the banner, stop
+    out = io.StringIO()
+    assert run_serve(args, stop=stopped, out=out) == 0
+    assert "Press Ctrl-C to stop." in out.getvalue()
+    err = capsys.readouterr().err
+    assert "reachable from other machines" in err
+    assert ("by anyone (--no-auth)" in err) == (flags == ["--no-auth"])
+
+
+def test_serve_refuses_no_auth_with_a_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_TEST_KEY", "sk-very-secret")
+    args = parser().parse_args(["serve", "--no-auth", "--api-key-env", "LOCAL_TEST_KEY"])
+    assert run_serve(args, stop=threading.Event()) == 2
+    assert "contradict" in capsys.readouterr().err

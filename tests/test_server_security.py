@@ -395,3 +395,23 @@ def test_replayed_presigned_urls(tmp_path: Path) -> None:
         assert http.delete(f"/v1/files/{created['id']}").status_code == 200
         assert httpx2.get(download).status_code == 404
         assert httpx2.put(url, content=rows(2)).status_code == 404
+
+
+# -- no open server: beyond loopback, a key or an explicit allow_unauthenticated ---------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.1", "my-host.example"])
+def test_a_host_beyond_loopback_needs_a_key(host: str) -> None:
+    with pytest.raises(ValueError, match="api_key=") as info:
+        LocalBatchServer(host=host)
+    message = str(info.value)
+    assert f"host={host!r}" in message and "allow_unauthenticated=True" in message
+    assert "anyone who can reach the port" in message
+    # Either fix is accepted (constructed only: nothing listens beyond loopback here).
+    assert LocalBatchServer(host=host, api_key="k").host == host
+    assert LocalBatchServer(host=host, allow_unauthenticated=True).host == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_needs_no_key(host: str) -> None:
+    assert LocalBatchServer(host=host).api_key == "local"

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .._errors import RowError
 from .._timing import timed
+from ._private import write_private
 from ._requests import RequestPlan, Shard, fingerprint_of
 
 
@@ -111,7 +112,7 @@ def spool_chunk(
         paths = []
         for offset, shard in enumerate(plan.shards):
             paths.append(directory / f"shard{tag}-{first_index + offset:06d}.jsonl")
-            paths[-1].write_bytes(shard.data)
+            write_private(paths[-1], shard.data)  # every row's prompt: owner-only
         shards = [
             _spooled(shard, first_index + offset, number, path, fingerprint.result())
             for offset, (shard, path, fingerprint) in enumerate(

@@ -22,6 +22,7 @@ import openai
 import orjson
 
 from .._errors import ConfigurationError
+from ..build._private import private_dir, private_home, write_private
 from ..transport._config import resolve_home, resolve_settings
 from ..transport._connection import EXPECTED_BASE_URL, probe_batches
 from ._findings import DoctorReport, Probe, http_error, json_or_text, sdk_error, shape
@@ -255,7 +256,9 @@ def _record_path(output: str | Path | None) -> Path:
     if output is not None:
         return Path(output)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return resolve_home() / "doctor" / f"doctor-{stamp}-{secrets.token_hex(3)}.json"
+    folder = private_home(resolve_home()) / "doctor"
+    private_dir(folder)
+    return folder / f"doctor-{stamp}-{secrets.token_hex(3)}.json"
 
 
 def _write(record: dict[str, Any], path: Path, secret: str) -> Path:
@@ -264,5 +267,6 @@ def _write(record: dict[str, Any], path: Path, secret: str) -> Path:
     if len(secret) >= 8:
         text = text.replace(secret, _REDACTED)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n", encoding="utf-8")
+    # Owner-only wherever it goes: the record names the base URL, models and file ids.
+    write_private(path, (text + "\n").encode())
     return path

@@ -12,8 +12,8 @@ fail for a reason worth retrying are sent again as new batches, in up to ``retri
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -39,6 +39,7 @@ with warnings.catch_warnings():
 
 from .._errors import BatchFailedError, InputError
 from .._timing import timed
+from ..build._private import DIR_MODE, private_dir, private_file, private_home
 from ..build._source import FileSource, FrameSource, Source, TableSource, as_source, chunk_rows_for
 from ..build._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
 from ..results._embeddings import join_embeddings
@@ -133,9 +134,10 @@ class BatchJob:
         )
         self._options = options
         self._chunk_rows = chunk_rows_for(options.max_requests, options.chunk_rows)
-        spool_root = connection.settings.home / "spool"
-        spool_root.mkdir(parents=True, exist_ok=True)
+        spool_root = private_home(connection.settings.home) / "spool"
+        private_dir(spool_root)
         self._spool = Path(tempfile.mkdtemp(prefix="job-", dir=spool_root))
+        os.chmod(self._spool, DIR_MODE)  # mkdtemp's 0700 went through the umask
         # The spool lives as long as the job object (or the process).
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._spool, True)
         self._plan = plan if plan is not None else self._build_plan()
@@ -530,7 +532,8 @@ class BatchJob:
                     self.id,
                 )  # fmt: skip
         except KeyboardInterrupt:
-            print(self._interrupted(), file=sys.stderr)
+            # A WARNING: Python's last-resort handler shows it even with logging unconfigured.
+            log.warning("%s", self._interrupted())
             raise
 
     def _finish(self, timeout: float | None) -> None:
@@ -567,7 +570,8 @@ class BatchJob:
         return self._spool / f"results-{number:06d}.arrow"
 
     def _save(self, chunk: ChunkPlan, table: pa.Table) -> None:
-        feather.write_feather(table, self._result_path(chunk.number), compression="uncompressed")
+        path = private_file(self._result_path(chunk.number))  # pyarrow keeps the file's mode
+        feather.write_feather(table, path, compression="uncompressed")
 
     def _load(self, number: int) -> pa.Table:
         return feather.read_table(self._result_path(number), memory_map=False)

@@ -20,12 +20,15 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from ..build._private import FILE_MODE, private_file, private_home
 
 SCHEMA_VERSION = 1
 # Tables are only ever added (CREATE TABLE IF NOT EXISTS), never changed: an older journal
@@ -133,13 +136,16 @@ class Journal:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        home.mkdir(parents=True, exist_ok=True)
+        private_home(home)
         # The number is the schema's version: a release that changes the schema opens a new
         # file, so a journal written by another version can never break this one.
         self.path = home / f"journal-{SCHEMA_VERSION}.sqlite3"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sleep = sleep
         self._clock = clock
+        # Owner-only: the journal holds templates, input paths and ids. SQLite gives its -wal
+        # and -shm files the database file's mode, so the file is made 0600 before it opens it.
+        private_file(self.path)
         self._create()
 
     def _create(self) -> None:
@@ -150,6 +156,7 @@ class Journal:
             try:
                 db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 db.executescript(_SCHEMA)
+                self._check_side_files()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == 49:
@@ -157,6 +164,15 @@ class Journal:
             finally:
                 db.close()
             self._sleep(0.05)
+
+    def _check_side_files(self) -> None:
+        # SQLite creates -wal and -shm with the database's mode; a journal file made by an
+        # older version (0644) would pass that on, so they are checked while they exist.
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            with contextlib.suppress(OSError):  # gone (no connection open) or not ours
+                if stat.S_IMODE(side.stat().st_mode) & 0o077:
+                    os.chmod(side, FILE_MODE)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"

@@ -15,7 +15,7 @@ call sends every row again.
 
 from __future__ import annotations
 
-import sys
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -43,6 +43,8 @@ from ..transport._connection import Connection
 from ._job import joined_output, replace_rows, retryable_rows
 from ._options import JobOptions
 from ._output import write_result
+
+log = logging.getLogger("netmind_frames")
 
 __all__ = ["SyncRun", "post_line"]
 
@@ -164,10 +166,9 @@ class SyncRun:
             except KeyboardInterrupt:
                 for future in futures:
                     future.cancel()
-                print(
+                log.warning(
                     "Interrupted: sync mode keeps nothing running (requests in flight finish "
-                    "and are dropped); run the call again to send the rows again.",
-                    file=sys.stderr,
+                    "and are dropped); run the call again to send the rows again."
                 )
                 raise
         outcomes = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ from ._server import (
     ENDPOINTS,
     PRESIGNED_MAX_BYTES,
     LocalBatchServer,
+    is_loopback,
 )
 from ._upstream import DEFAULT_RETRIES, check_upstream_url, redact
 
@@ -30,6 +30,10 @@ With --upstream it is a batch gateway: each request of a batch is sent to the sy
 /chat/completions (or /embeddings) of an OpenAI-compatible server (vLLM, Ollama, a llama.cpp
 server), --concurrency at a time, with retries on 429 (honouring Retry-After), 5xx and
 connection errors. Use --data-dir so that a restart sends nothing that already finished.
+
+Listening beyond loopback (--host 0.0.0.0) needs --api-key-env NAME: without a key, anyone
+who can reach the port could use the server and spend the upstream's key. --no-auth accepts
+that risk explicitly.
 
 example:
   netmind-frames serve --port 8000 --seconds-per-request 0.01 --fail-rate 0.02
@@ -189,9 +193,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=_env_name,
         default=None,
         metavar="NAME",
-        help="require the API key held in this environment variable (default: accept any key)",
+        help="require the API key held in this environment variable (default: accept any key; "
+        "needed with a --host beyond loopback, unless --no-auth)",
     )
     p.add_argument("--api-key", action=_RefuseSecret, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="with a --host beyond loopback, accept any key: anyone who can reach the port "
+        "can use the server (and spend the --upstream's key); refused without this flag",
+    )
     p.add_argument(
         "--upstream",
         type=_url,
@@ -283,21 +294,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run_serve(
     args: argparse.Namespace, *, stop: threading.Event | None = None, out: TextIO | None = None
 ) -> int:
     """Run the server described by ``args`` until Ctrl-C, SIGTERM or ``stop`` is set.
 
-    Returns the exit status (2 when ``--api-key-env`` names an unset variable).
+    Returns the exit status: 2 when ``--api-key-env`` names an unset variable, or when a
+    ``--host`` beyond loopback has neither ``--api-key-env`` nor ``--no-auth``.
     """
     out = out or sys.stdout
     api_key = None
@@ -317,10 +320,23 @@ def run_serve(
                 f"error: environment variable {args.upstream_key_env} is not set", file=sys.stderr
             )
             return 2
-    if not _is_loopback(args.host):
+    if api_key and args.no_auth:
+        print("error: --no-auth and --api-key-env contradict each other", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host):
+        if not api_key and not args.no_auth:
+            spend = " and spend the upstream's key" if args.upstream else ""
+            print(
+                f"error: --host {args.host} without --api-key-env: anyone who can reach port "
+                f"{args.port} could use this server{spend}. Require a key with "
+                "--api-key-env NAME (the key in that environment variable), or pass --no-auth "
+                "to accept the risk",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"warning: listening on {args.host}, reachable from other machines"
-            + ("" if api_key else "; consider --api-key-env"),
+            + ("" if api_key else " by anyone (--no-auth)"),
             file=sys.stderr,
         )
     server = LocalBatchServer(
@@ -351,6 +367,7 @@ def run_serve(
         model_allowlist=args.model_allowlist,
         presigned_ttl=args.presigned_ttl,
         presigned_max_bytes=args.presigned_max_bytes,
+        allow_unauthenticated=args.no_auth,
     )
     stop = stop or threading.Event()
     previous = None

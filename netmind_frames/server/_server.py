@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tempfile
@@ -29,6 +30,16 @@ PRESIGNED_MAX_BYTES = 100_000_000
 DEFAULT_PRESIGNED_TTL = 7200.0
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` reaches only this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every interface) or a host name: not loopback as far as we know
 
 
 class LocalBatchServer:
@@ -64,7 +75,11 @@ class LocalBatchServer:
     shuffle:
         Shuffle output lines (seeded); False keeps input order.
     host, port:
-        Where to listen; loopback and an ephemeral port by default.
+        Where to listen; loopback and an ephemeral port by default. Any other address needs
+        ``api_key`` (or ``allow_unauthenticated=True``): a ValueError otherwise.
+    allow_unauthenticated:
+        True: listen beyond loopback without ``api_key``, knowingly: anyone who can reach the
+        port can then use the server (and, with ``upstream``, spend the upstream's key).
     presigned_ttl:
         Lifetime of presigned URLs in seconds (Netmind: 2 hours). ``presign_ttl`` is its old
         name, still accepted.
@@ -165,6 +180,7 @@ class LocalBatchServer:
         netmind_create_answer: bool = False,
         queued_polls: int = 0,
         queued_status: str = "pending",
+        allow_unauthenticated: bool = False,
     ) -> None:
         if seconds_per_request < 0:
             raise ValueError("seconds_per_request must be >= 0")
@@ -184,6 +200,12 @@ class LocalBatchServer:
             raise ValueError("max_body_bytes must be positive")
         if api_key is not None and not api_key:
             raise ValueError("api_key must be a non-empty string or None")
+        if api_key is None and not allow_unauthenticated and not is_loopback(host):
+            raise ValueError(
+                f"host={host!r} without api_key= would let anyone who can reach the port use "
+                "the server" + (" and spend the upstream's key" if upstream else "") + ": pass "
+                "api_key=..., or allow_unauthenticated=True to accept that"
+            )
         self.upstream = None if upstream is None else check_upstream_url(upstream)
         for name, value, least in (
             ("concurrency", concurrency, 1),

@@ -26,6 +26,7 @@ import openai
 import orjson
 
 from .._errors import FileTransferError
+from ..build._private import private_file
 from ._redact import redact_signed_urls_in_logs
 
 log = logging.getLogger("netmind_frames")
@@ -128,7 +129,7 @@ class OpenAIFiles:
     def download(self, file_id: str, dest: Path) -> Path:
         def attempt() -> Path:
             with self._client.files.with_streaming_response.content(file_id) as response:
-                response.stream_to_file(dest)
+                response.stream_to_file(private_file(dest))  # results: owner-only
             return dest
 
         # The SDK retries failed requests, but not a connection dropped mid-body.
@@ -227,7 +228,7 @@ class NetmindFiles:
             with self._http.stream("GET", url) as response:
                 _raise_if_refused(response, "download from the presigned URL")
                 _raise_for_status(response, "download from the presigned URL")
-                with dest.open("wb") as out:
+                with private_file(dest).open("wb") as out:  # results: owner-only
                     for chunk in response.iter_bytes(1 << 20):
                         out.write(chunk)
             return dest
