@@ -6,6 +6,10 @@ hundred milliseconds; ``import netmind_frames`` and the CLI's quick commands (``
 if it is installed but not imported, a one-shot import hook registers right after its
 ``import`` runs; if it is not installed, nothing happens (one ``find_spec``). The contract
 "importing netmind_frames registers df.netmind" holds in either order of the imports.
+
+On pandas the hook registers a stand-in that imports the accessor on the first ``df.netmind``,
+not at once: the package's own modules import pandas too, and a hook that imported the
+accessor (and the functional core behind it) while one of them is half-imported would fail.
 """
 
 from __future__ import annotations
@@ -18,11 +22,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 __all__ = ["register_pandas", "register_polars"]
-
-#: The library each front end registers on, and the module whose import registers it.
-_FRONT_ENDS = {"pandas": "_accessor", "polars": "_polars"}
 
 
 def register_pandas() -> None:
@@ -44,11 +46,25 @@ def _register_when_imported(library: str) -> None:
 
 def _register(library: str) -> None:
     try:
-        importlib.import_module(f"{__package__}.{_FRONT_ENDS[library]}")
+        if library == "pandas":
+            import pandas as pd  # imported already: this only binds the name
+
+            pd.api.extensions.register_dataframe_accessor("netmind")(_PandasNetmind)
+        else:
+            importlib.import_module(f"{__package__}._polars")  # registers on import
     except Exception as exc:  # never break the user's `import pandas` / `import polars`
         warnings.warn(
             f"netmind_frames: df.netmind not registered on {library}: {exc}", stacklevel=2
         )
+
+
+class _PandasNetmind:
+    """``df.netmind`` (see ``netmind_frames.frames._accessor.NetmindAccessor``): builds the
+    real accessor, importing it (and the library behind it) on first use."""
+
+    def __new__(cls, frame: Any) -> Any:
+        accessor = importlib.import_module(f"{__package__}._accessor").NetmindAccessor
+        return accessor(frame)
 
 
 class _OnImport(importlib.abc.MetaPathFinder):
