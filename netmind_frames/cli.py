@@ -2,6 +2,10 @@
 
 Exit codes: 0 every row ok, 1 an error, 2 a usage error, 3 the job finished but some rows
 did not succeed.
+
+Start-up is kept short: building the parser imports no pandas, pyarrow, openai or server
+(about a second together), so ``--help``, ``COMMAND --help`` and ``list`` start at once; each
+handler imports what its command needs (tests/test_startup.py checks this).
 """
 
 from __future__ import annotations
@@ -16,19 +20,14 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, _timing
 from ._errors import NetmindFramesError
-from .build._source import FileSource
-from .frames._api import attach, estimate_file, submit_file, sync_file, use_sync
-from .jobs._cleanup import delete_known, known_files
-from .jobs._job import BatchJob
-from .jobs._status import cancel_job, job_record, job_shards
-from .jobs._summary import format_summary
 from .transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
+
+if TYPE_CHECKING:
+    from .jobs._job import BatchJob
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ROWS_FAILED = 0, 1, 2, 3
 
@@ -82,6 +81,7 @@ _OWNED_PARAMS = {
     "messages": "--prompt, --prompt-column or --messages-column",
     "stream": "nothing: batches do not stream",
 }
+_SERVE_HELP = "run the local batch server (Netmind + OpenAI dialects) until interrupted"
 _SERVE_MISSING = (
     "netmind-frames serve needs the optional extra [local] (starlette, uvicorn, "
     "python-multipart): from a clone of the repository, pip install -e '.[local]'"
@@ -116,13 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"netmind-frames: error: {cli_words(_one_line(exc))}", file=sys.stderr)
         return EXIT_ERROR
-    except (openai.APIError, OSError) as exc:
+    except _api_errors() as exc:
         if args.debug:
             raise
         print(f"netmind-frames: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _api_errors() -> tuple[type[BaseException], ...]:
+    """The errors reported in one line: ``OSError``, and ``openai.APIError`` once openai is
+    imported (until then none can be raised, and importing it here would cost ~0.5 s)."""
+    openai = sys.modules.get("openai")
+    return (OSError,) if openai is None else (OSError, openai.APIError)
 
 
 #: The library's messages name Python keywords; the CLI says its own options instead.
@@ -184,23 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list(subparsers)
     _add_files(subparsers)
     _add_doctor(subparsers)
-    try:
-        from .server._cli import add_serve_parser
-    except ImportError:  # the optional extra [local] is not installed: say how to add it
-        serve = subparsers.add_parser(
-            "serve", help="run the local batch server (needs the extra [local])",
-            prefix_chars="\0", add_help=False,  # any argument, even --help: say what is missing
-        )  # fmt: skip
-        serve.add_argument("rest", nargs=argparse.REMAINDER)
-        serve.set_defaults(handler=_serve_missing, command="serve")
-    else:
-        serve = add_serve_parser(subparsers)
-        serve.set_defaults(handler=lambda args: args.func(args), command="serve")
+    # `serve` takes its arguments whole, even --help, and parses them with the server's own
+    # parser only when it runs: importing the server (starlette, uvicorn) costs ~0.8 s.
+    serve = subparsers.add_parser("serve", help=_SERVE_HELP, prefix_chars="\0", add_help=False)
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
+    serve.set_defaults(handler=_run_serve, command="serve")
     return parser
 
 
-def _serve_missing(args: argparse.Namespace) -> int:
-    raise UsageError(_SERVE_MISSING)
+def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server._cli import add_serve_parser
+    except ImportError:  # the optional extra [local] is not installed: say how to add it
+        raise UsageError(_SERVE_MISSING) from None
+    parser = argparse.ArgumentParser(prog="netmind-frames")
+    add_serve_parser(parser.add_subparsers())
+    known = argparse.Namespace(debug=args.debug, command="serve")
+    served = parser.parse_args(["serve", *args.rest], namespace=known)
+    return int(served.func(served))
 
 
 def _command(subparsers: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -556,6 +564,9 @@ def _add_doctor(subparsers: Any) -> None:
 
 
 def _run_complete(args: argparse.Namespace) -> int:
+    from .build._source import FileSource
+    from .frames._api import submit_file, sync_file, use_sync
+
     _timing.reset()
     _check_input(args.input)
     _check_output(args.output)
@@ -578,6 +589,9 @@ _BATCH_ONLY = ("resubmit", "max_concurrent_batches", "poll_interval", "keep_file
 
 
 def _run_embed(args: argparse.Namespace) -> int:
+    from .build._source import FileSource
+    from .frames._api import submit_file, sync_file, use_sync
+
     _timing.reset()
     _check_input(args.input)
     _check_output(args.output)
@@ -612,6 +626,8 @@ def _run_embed(args: argparse.Namespace) -> int:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
+    from .frames._api import submit_file
+
     if args.local:
         raise UsageError(_LOCAL_NOTE)
     _check_input(args.input)
@@ -627,6 +643,8 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from .jobs._status import job_shards
+
     record, states = job_shards(args.job, **_connection(args))
     when = datetime.fromtimestamp(record.created_at).isoformat(timespec="seconds")
     print(f"job {record.job_id}  submitted {when}  {record.n_rows} rows  input {record.input}")
@@ -667,6 +685,8 @@ def _write(job: BatchJob, args: argparse.Namespace) -> dict[str, int]:
 
 
 def _run_estimate(args: argparse.Namespace) -> int:
+    from .frames._api import estimate_file
+
     _check_input(args.input)
     kwargs = _submit_kwargs(args)
     for unused in (*_BATCH_ONLY, "progress", "local", "retries", "prefix", "api_key"):
@@ -678,6 +698,8 @@ def _run_estimate(args: argparse.Namespace) -> int:
 
 
 def _run_files(args: argparse.Namespace) -> int:
+    from .jobs._cleanup import delete_known, known_files
+
     files = known_files(args.job, args.older_than)
     now = time.time()
     for f in files:
@@ -697,6 +719,8 @@ def _run_files(args: argparse.Namespace) -> int:
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
+    from .jobs._status import cancel_job
+
     states = cancel_job(args.job, timeout=args.timeout, **_connection(args))
     statuses = ", ".join(f"{s.status}" for s in states)
     print(f"job {args.job}: cancelled ({statuses})", file=sys.stderr)
@@ -841,6 +865,9 @@ def _owned(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _attach(args: argparse.Namespace) -> BatchJob:
+    from .frames._api import attach
+    from .jobs._status import job_record
+
     connection = _connection(args)
     _, record = job_record(args.job)  # a clear error for an unknown id, before anything else
     if args.input is not None:
@@ -872,6 +899,8 @@ def _finish(
     total = sum(counts.values())
     ok = counts.get("ok", 0)
     if not args.quiet:
+        from .jobs._summary import format_summary
+
         others = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "ok")
         print(
             f"{ok} of {total} rows ok{f' ({others})' if others else ''}; wrote {args.output}",

@@ -2,6 +2,9 @@
 
 pandas 3 builds a new accessor object on every ``df.netmind``, so nothing is kept here but the
 frame; each method has the signature of the function it calls, minus the frame.
+
+``_register`` registers it on ``pd.DataFrame`` (as soon as pandas is imported); this module is
+imported on the first ``df.netmind``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from ._api import Mode
 from ._estimate import Estimate
 
 
-@pd.api.extensions.register_dataframe_accessor("netmind")
 class NetmindAccessor:
     """Batch LLM completions over the rows of a DataFrame: ``df.netmind.batch_complete(...)``."""
 

@@ -1,9 +1,15 @@
-"""Registers ``df.netmind`` on Polars frames when Polars is imported, without importing it.
+"""Registers ``df.netmind`` on pandas and Polars frames when they are imported, not before.
 
-Importing Polars costs a few hundred milliseconds; a user of netmind_frames without Polars, or
-with Polars installed but not used, should not pay that. So: if Polars is imported already,
-register now; if it is installed but not imported, a one-shot import hook registers right
-after ``import polars`` runs; if it is not installed, nothing happens (one ``find_spec``).
+Importing pandas (with openai, which the accessor needs) costs about a second, Polars a few
+hundred milliseconds; ``import netmind_frames`` and the CLI's quick commands (``--help``,
+``list``) should not pay that. So, for each library: if it is imported already, register now;
+if it is installed but not imported, a one-shot import hook registers right after its
+``import`` runs; if it is not installed, nothing happens (one ``find_spec``). The contract
+"importing netmind_frames registers df.netmind" holds in either order of the imports.
+
+On pandas the hook registers a stand-in that imports the accessor on the first ``df.netmind``,
+not at once: the package's own modules import pandas too, and a hook that imported the
+accessor (and the functional core behind it) while one of them is half-imported would fail.
 """
 
 from __future__ import annotations
@@ -16,28 +22,58 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
-__all__ = ["register_polars"]
+__all__ = ["register_pandas", "register_polars"]
+
+
+def register_pandas() -> None:
+    """Register ``pd.DataFrame.netmind`` now, or as soon as pandas is imported."""
+    _register_when_imported("pandas")
 
 
 def register_polars() -> None:
     """Register ``pl.DataFrame.netmind`` now, or as soon as Polars is imported."""
-    if "polars" in sys.modules:
-        _register()
-    elif importlib.util.find_spec("polars") is not None:
-        sys.meta_path.insert(0, _OnPolarsImport())
+    _register_when_imported("polars")
 
 
-def _register() -> None:
+def _register_when_imported(library: str) -> None:
+    if library in sys.modules:
+        _register(library)
+    elif importlib.util.find_spec(library) is not None:
+        sys.meta_path.insert(0, _OnImport(library))
+
+
+def _register(library: str) -> None:
     try:
-        importlib.import_module(f"{__package__}._polars")
-    except Exception as exc:  # never break the user's `import polars`
-        warnings.warn(f"netmind_frames: df.netmind not registered on Polars: {exc}", stacklevel=2)
+        if library == "pandas":
+            import pandas as pd  # imported already: this only binds the name
+
+            pd.api.extensions.register_dataframe_accessor("netmind")(_PandasNetmind)
+        else:
+            importlib.import_module(f"{__package__}._polars")  # registers on import
+    except Exception as exc:  # never break the user's `import pandas` / `import polars`
+        warnings.warn(
+            f"netmind_frames: df.netmind not registered on {library}: {exc}", stacklevel=2
+        )
 
 
-class _OnPolarsImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: on the first ``import polars`` it lets the other finders find
-    Polars and wraps the loader so the namespace is registered once Polars has loaded."""
+class _PandasNetmind:
+    """``df.netmind`` (see ``netmind_frames.frames._accessor.NetmindAccessor``): builds the
+    real accessor, importing it (and the library behind it) on first use."""
+
+    def __new__(cls, frame: Any) -> Any:
+        accessor = importlib.import_module(f"{__package__}._accessor").NetmindAccessor
+        return accessor(frame)
+
+
+class _OnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: on the first ``import LIBRARY`` it lets the other finders find
+    the library and wraps the loader so the accessor is registered once the library has
+    loaded."""
+
+    def __init__(self, library: str) -> None:
+        self.library = library
 
     def find_spec(
         self,
@@ -45,7 +81,7 @@ class _OnPolarsImport(importlib.abc.MetaPathFinder):
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "polars":
+        if fullname != self.library:
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)  # one shot; and the lookup below must not find us
@@ -57,10 +93,11 @@ class _OnPolarsImport(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module: ModuleType) -> None:
             load(module)
-            _register()
+            _register(fullname)
 
         loader.exec_module = exec_then_register  # type: ignore[method-assign]
         return spec
 
 
+register_pandas()
 register_polars()
