@@ -43,6 +43,7 @@ from ..transport._config import (
     MAX_CONCURRENT_BATCHES,
     MAX_REQUESTS,
     Settings,
+    provider_for,
     resolve_settings,
 )
 from ..transport._connection import Connection, connect
@@ -532,24 +533,21 @@ def _estimate_source(
 ) -> Estimate:
     check_model(model, model_column)
     params, schema_json, _ = _with_schema(schema, params)
-    found = estimate_source(
-        source,
-        prompt,
+    options = JobOptions(
         model=model,
+        max_bytes=MAX_BYTES[provider_for(provider, base_url)] if max_bytes is None else max_bytes,
+        prompt=prompt,
         prompt_column=prompt_column,
         messages_column=messages_column,
         system=system,
         custom_id_column=custom_id_column,
         model_column=model_column,
         params_column=params_column,
-        schema_json=schema_json,
-        base_url=base_url,
-        provider=provider,
+        schema=schema_json,
         max_requests=max_requests,
-        max_bytes=max_bytes,
-        prices=prices,
-        params=params,
+        params=dict(params),
     )
+    found = estimate_source(source, options, prices)
     check_max_cost(max_cost, found)
     return found
 
@@ -601,7 +599,7 @@ def _submit_source(
     check_flags(progress=progress, resubmit=resubmit, keep_files=keep_files)
     ready = _prepare(source, prompt, local=local, **kwargs)
     if max_cost is not None:  # before anything is uploaded
-        check_max_cost(max_cost, _estimate(source, ready.options, ready.settings, prices))
+        check_max_cost(max_cost, estimate_source(source, ready.options, prices))
     if kwargs.get("embed_column") is None:  # the documented list is of chat models
         models = _models(source, kwargs.get("model"), kwargs.get("model_column"))
         warn_unlisted_models(ready.settings.provider, models)  # before anything is uploaded
@@ -621,31 +619,6 @@ def _submit_source(
     )
     remember(journal, job, ready.settings.base_url, ready.options, source, local)
     return job.start()
-
-
-def _estimate(
-    source: Source,
-    options: JobOptions,
-    settings: Settings,
-    prices: Mapping[str, Any] | str | Path | None,
-) -> Estimate:
-    return estimate_source(
-        source,
-        options.prompt,
-        model=options.model,
-        prompt_column=options.prompt_column,
-        messages_column=options.messages_column,
-        system=options.system,
-        custom_id_column=options.custom_id_column,
-        model_column=options.model_column,
-        params_column=options.params_column,
-        schema_json=options.schema,
-        provider=settings.provider,
-        max_requests=options.max_requests,
-        max_bytes=options.max_bytes,
-        prices=prices,
-        params=options.params,
-    )
 
 
 def _models(source: Source, model: str | None, model_column: str | None) -> set[str]:

@@ -7,7 +7,6 @@ tokens have an upper bound only with ``max_tokens``; a price range only with the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from ..build._source import Source, chunk_rows_for
 from ..jobs._checks import check_model, check_positive
 from ..jobs._options import JobOptions
 from ..jobs._prices import PRICE_RULE, load_prices
-from ..transport._config import DEFAULT_BASE_URL, MAX_BYTES, detect_provider
 
 #: How prompt tokens are approximated (no tokenizer is shipped): said next to the number.
 BYTES_PER_TOKEN = 4
@@ -82,54 +80,22 @@ class Estimate:
 
 
 def estimate_source(
-    source: Source,
-    prompt: str | None = None,
-    *,
-    model: str | None = None,
-    prompt_column: str | None = None,
-    messages_column: str | None = None,
-    system: str | None = None,
-    custom_id_column: str | None = None,
-    model_column: str | None = None,
-    params_column: str | None = None,
-    schema_json: dict[str, Any] | None = None,
-    base_url: str | None = None,
-    provider: str | None = None,
-    max_requests: int,
-    max_bytes: int | None = None,
-    prices: Mapping[str, Any] | str | Path | None = None,
-    params: Mapping[str, Any],
+    source: Source, options: JobOptions, prices: Mapping[str, Any] | str | Path | None = None
 ) -> Estimate:
-    """Build the requests of ``source`` as a call would, count them; nothing is sent."""
-    check_positive("max_requests", max_requests)
-    check_model(model, model_column)
+    """Build the requests of ``source`` as a call with ``options`` would, count them and price
+    them; nothing is sent."""
+    check_positive("max_requests", options.max_requests)
+    check_model(options.model, options.model_column)
     if source.n_rows == 0:
         raise InputError("the input is empty: there is nothing to send")
-    if provider is None:
-        url = base_url or os.environ.get("NETMIND_BASE_URL") or DEFAULT_BASE_URL
-        provider = detect_provider(url)
-    if provider not in MAX_BYTES:
-        raise InputError(f"provider must be 'netmind' or 'openai', not {provider!r}.")
-    options = JobOptions(
-        model=model,
-        max_bytes=MAX_BYTES[provider] if max_bytes is None else max_bytes,
-        prompt=prompt,
-        prompt_column=prompt_column,
-        messages_column=messages_column,
-        system=system,
-        custom_id_column=custom_id_column,
-        model_column=model_column,
-        params_column=params_column,
-        schema=schema_json,
-        max_requests=max_requests,
-        params=dict(params),
-    )
     shards = size = 0
-    for start, frame in source.frames(chunk_rows_for(max_requests), options.columns):
+    for start, frame in source.frames(chunk_rows_for(options.max_requests), options.columns):
         plan = options.build(frame, start)
         shards += len(plan.shards)
         size += sum(len(shard.data) for shard in plan.shards)
-    return _priced(source.n_rows, shards, size, model_column, model, params, prices)
+    return _priced(
+        source.n_rows, shards, size, options.model_column, options.model, options.params, prices
+    )
 
 
 def _priced(

@@ -174,6 +174,17 @@ def resolve_home() -> Path:
     return Path(os.environ.get("NETMIND_FRAMES_HOME") or DEFAULT_HOME).expanduser()
 
 
+def provider_for(provider: str | None = None, base_url: str | None = None) -> Provider:
+    """The provider a call would use, without a key or a connection (for ``estimate``):
+    ``provider`` if given, else detected from ``base_url`` / ``NETMIND_BASE_URL`` / the default.
+
+    Raises:
+        ConfigurationError: an unknown provider.
+    """
+    url = base_url or os.environ.get("NETMIND_BASE_URL") or DEFAULT_BASE_URL
+    return _resolve_provider(provider, url)
+
+
 def _resolve_provider(provider: str | None, base_url: str) -> Provider:
     if provider is None:
         return detect_provider(base_url)
