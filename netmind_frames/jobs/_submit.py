@@ -21,7 +21,6 @@ import openai
 
 from .._errors import SubmissionUnknownError
 from .._timing import timed
-from ..build._requests import RequestPlan
 from ..transport._connection import Connection
 from ..transport._files import RemoteFile
 from ._journal import Journal, ShardRecord
@@ -32,40 +31,6 @@ log = logging.getLogger("netmind_frames")
 _CREATE_ATTEMPTS = 6
 #: Outcomes after which the batch may or may not exist on the server.
 _UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.InternalServerError)
-
-
-def submit_plan(
-    connection: Connection,
-    journal: Journal,
-    plan: RequestPlan,
-    *,
-    completion_window: str,
-    metadata: Mapping[str, str],
-    resubmit: bool = False,
-    round_number: int = 0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[str]:
-    """Submit every shard of ``plan`` (or find it submitted already); return the batch ids.
-
-    ``round_number`` tells retry rounds apart: a round that re-sends the same rows as an
-    earlier one is a new submission, not the earlier one again.
-    """
-    return [
-        submit_shard(
-            connection,
-            journal,
-            shard,
-            endpoint=plan.endpoint,
-            index=index,
-            total=len(plan.shards),
-            key=shard_key(shard, round_number),
-            completion_window=completion_window,
-            metadata=metadata,
-            resubmit=resubmit,
-            sleep=sleep,
-        )
-        for index, shard in enumerate(plan.shards)
-    ]
 
 
 class ShardLike(Protocol):
