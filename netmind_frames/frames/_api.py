@@ -121,7 +121,8 @@ def batch_complete(
             and ``_.:-``) to use as ``custom_id``; by default the row position is used.
         prefix: put before every result column name, e.g. ``"nm_"``.
         api_key, base_url, client, provider, local: the connection (see the
-            configuration table in docs/configuration.md). ``local=True`` uses the embedded local batch server.
+            configuration table in docs/configuration.md). ``local=True`` uses the embedded
+            local batch server.
         max_requests, max_bytes: shard limits; the default byte limit is the provider's
             (Netmind 100 MB, OpenAI 200 MB).
         completion_window: only ``"24h"`` is accepted by the providers.
