@@ -153,7 +153,7 @@ def test_python_storage_options_and_the_secret_never_shows(
             f"s3://{b}/in", "s3://no-such-bucket/x.parquet", "{text}",
             storage_options=options, model="m", **connection_kwargs(server, "openai"),
         )  # fmt: skip
-    assert "output s3://no-such-bucket/x.parquet" in str(bad.value)
+    assert "output='s3://no-such-bucket/x.parquet'" in str(bad.value)
     home = Path(netmind_frames_home())
     stored = [p for p in home.rglob("*") if p.is_file()]
     assert stored  # the journal is there, and holds the URL, never the key

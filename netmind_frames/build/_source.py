@@ -76,7 +76,7 @@ class FileSource:
         path: str | Path,
         *,
         storage_options: Mapping[str, Any] | None = None,
-        name: str = "input",
+        name: str = "input=",
     ) -> None:
         local = local_path(path)
         self.path: Path | None = None if local is None else local.resolve()

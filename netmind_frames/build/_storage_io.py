@@ -46,6 +46,12 @@ CLOUD_EXTRA = "pip install 'netmind-frames[cloud]'"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
+def label(name: str, location: str | Path) -> str:
+    """How an error names the argument: ``input='s3://b/k'`` (a Python keyword, ending in
+    ``=``) or ``IN s3://b/k`` (the CLI's)."""
+    return f"{name}{str(location)!r}" if name.endswith("=") else f"{name} {location}"
+
+
 def is_url(location: str | Path) -> bool:
     """Whether ``location`` is a URL (``scheme://...``), not a local path."""
     return isinstance(location, str) and _SCHEME.match(location) is not None
@@ -77,7 +83,7 @@ class Remote:
 
 
 def remote(
-    url: str, storage_options: Mapping[str, Any] | None = None, name: str = "input"
+    url: str, storage_options: Mapping[str, Any] | None = None, name: str = "input="
 ) -> Remote:
     """The filesystem of ``url`` (``s3://bucket/key``...), or an :class:`InputError` naming
     ``name`` (the argument or flag) when the URL is malformed or its library is missing."""
@@ -85,25 +91,26 @@ def remote(
     scheme = parts.scheme.lower()
     if "@" in parts.netloc and scheme in REMOTE and ":" in parts.netloc.split("@")[0]:
         raise InputError(
-            f"{name}: put credentials in the environment or storage_options, not in the URL"
+            f"{name.rstrip('=')}: put credentials in the environment or storage_options, not in "
+            "the URL"
         )
     if scheme not in REMOTE:
         known = ", ".join(f"{s}://" for s in ("s3", "gs", "az", "abfs", "file"))
-        raise InputError(f"{name} {url}: unknown storage scheme {scheme}:// (use {known})")
+        raise InputError(f"{label(name, url)}: unknown storage scheme {scheme}:// (use {known})")
     if not parts.netloc:
-        raise InputError(f"{name} {url}: the URL names no bucket or container")
+        raise InputError(f"{label(name, url)}: the URL names no bucket or container")
     try:
         import fsspec
     except ImportError:
-        raise InputError(f"{name} {url}: reading {scheme}:// needs {CLOUD_EXTRA}") from None
+        raise InputError(f"{label(name, url)}: reading {scheme}:// needs {CLOUD_EXTRA}") from None
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     except ImportError:
         raise InputError(
-            f"{name} {url}: {scheme}:// needs {REMOTE[scheme]}: {CLOUD_EXTRA}"
+            f"{label(name, url)}: {scheme}:// needs {REMOTE[scheme]}: {CLOUD_EXTRA}"
         ) from None
     except (TypeError, ValueError) as exc:  # a bad storage option
-        raise InputError(f"{name} {url}: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"{label(name, url)}: {type(exc).__name__}: {exc}") from None
     return Remote(url, fs, str(path))
 
 
@@ -114,7 +121,7 @@ def storage_error(name: str, location: str, exc: BaseException) -> InputError:
         what = "no such file, directory, bucket or container"
     elif isinstance(exc, PermissionError):
         what = f"access denied ({what}); check the storage credentials"
-    return InputError(f"{name} {location}: {' '.join(what.split())}")
+    return InputError(f"{label(name, location)}: {' '.join(what.split())}")
 
 
 class Reader:
@@ -195,7 +202,7 @@ class _TextReader(Reader):
 def open_reader(
     location: str | Path,
     storage_options: Mapping[str, Any] | None = None,
-    name: str = "input",
+    name: str = "input=",
 ) -> Reader:
     """A reader of ``location``: a local path or ``file://`` URL (no fsspec needed), or a
     remote URL. A directory is a Parquet dataset; a file's format is its extension."""
@@ -208,7 +215,7 @@ def open_reader(
         if where.fs.isdir(where.path):
             return _DatasetReader(where.path, where.fs, directory=True)
         if not where.fs.isfile(where.path):
-            raise InputError(f"{name} {url}: no such file or directory")
+            raise InputError(f"{label(name, url)}: no such file or directory")
         suffix = _suffix(url, name)
         if suffix in PARQUET:
             return _DatasetReader(where.path, where.fs, directory=False)
@@ -223,7 +230,7 @@ def open_reader(
 def _open_local(path: Path, shown: str, name: str) -> Reader:
     if path.is_dir():
         if not any(path.rglob("*.parquet")) and not any(path.rglob("*.pq")):
-            raise InputError(f"{name} {shown}: a directory with no Parquet files")
+            raise InputError(f"{label(name, shown)}: a directory with no Parquet files")
         return _DatasetReader(str(path.resolve()), None, directory=True)
     suffix = _suffix(shown, name)
     if not path.is_file():

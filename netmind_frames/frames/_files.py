@@ -82,8 +82,8 @@ def batch_complete_file(
         ...                     prompt="Summarise: {text}", model="m", max_tokens=50)
     """
     # Both ends are checked before anything is uploaded or paid for.
-    ParquetSink(output, dataset=dataset, storage_options=storage_options, name="output")
-    source = FileSource(input, storage_options=storage_options, name="input")
+    ParquetSink(output, dataset=dataset, storage_options=storage_options, name="output=")
+    source = FileSource(input, storage_options=storage_options, name="input=")
     if use_sync(mode, max_concurrency, sync_threshold, lambda: source.n_rows):
         sync_kwargs = {k: v for k, v in kwargs.items() if k not in _BATCH_ONLY}
         run = _sync_source(source, prompt, max_concurrency=max_concurrency, **sync_kwargs)

@@ -86,7 +86,7 @@ def write_result(
     """
     plain = not dataset and not is_url(path)  # a local file, written as it always was
     sink = ParquetSink(
-        path, dataset=dataset, storage_options=storage_options, name="path", check=not plain
+        path, dataset=dataset, storage_options=storage_options, name="path=", check=not plain
     )
     if isinstance(source, FrameSource):
         out = frame_result()

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._errors import InputError
-from ..build._storage_io import Remote, local_path, remote, storage_error
+from ..build._storage_io import Remote, label, local_path, remote, storage_error
 
 #: The marker a committed dataset on object storage ends with (Hadoop's, which Spark reads).
 SUCCESS = "_SUCCESS"
@@ -46,7 +46,7 @@ class ParquetSink:
         *,
         dataset: bool = False,
         storage_options: Mapping[str, Any] | None = None,
-        name: str = "output",
+        name: str = "output=",
         check: bool = True,
     ) -> None:
         self.target = str(target)
@@ -80,34 +80,42 @@ class ParquetSink:
     def _check_local(self, path: Path) -> None:
         folder = path.parent
         if not folder.is_dir():
-            raise InputError(f"{self.name} {self.target}: the directory {folder} does not exist")
+            raise InputError(
+                f"{label(self.name, self.target)}: the directory {folder} does not exist"
+            )
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise InputError(f"{self.name} {self.target}: the directory {folder} is not writable")
+            raise InputError(
+                f"{label(self.name, self.target)}: the directory {folder} is not writable"
+            )
         if self.dataset:
             if path.is_file():
-                raise InputError(f"{self.name} {self.target} is a file, not a dataset directory")
+                raise InputError(
+                    f"{label(self.name, self.target)} is a file, not a dataset directory"
+                )
             if path.is_dir() and any(path.iterdir()):
                 raise InputError(
-                    f"{self.name} {self.target}: the directory exists and is not empty "
+                    f"{label(self.name, self.target)}: the directory exists and is not empty "
                     "(remove it or choose another)"
                 )
         elif path.is_dir():
-            raise InputError(f"{self.name} {self.target} is a directory")
+            raise InputError(f"{label(self.name, self.target)} is a directory")
 
     def _check_remote(self, where: Remote) -> None:
         bucket = where.path.split("/", 1)[0]
         if not where.fs.exists(bucket):
-            raise InputError(f"{self.name} {self.target}: no such bucket or container {bucket!r}")
+            raise InputError(
+                f"{label(self.name, self.target)}: no such bucket or container {bucket!r}"
+            )
         if self.dataset:
             if where.fs.isfile(where.path):
-                raise InputError(f"{self.name} {self.target} is a file, not a dataset prefix")
+                raise InputError(f"{label(self.name, self.target)} is a file, not a dataset prefix")
             if where.fs.isdir(where.path) and where.fs.ls(where.path, detail=False):
                 raise InputError(
-                    f"{self.name} {self.target}: the prefix exists and is not empty "
+                    f"{label(self.name, self.target)}: the prefix exists and is not empty "
                     "(remove it or choose another)"
                 )
         elif where.fs.isdir(where.path):
-            raise InputError(f"{self.name} {self.target} is a directory (prefix), not a file")
+            raise InputError(f"{label(self.name, self.target)} is a directory (prefix), not a file")
 
     # -- writing ----------------------------------------------------------------------------
 
