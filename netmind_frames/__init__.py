@@ -30,6 +30,7 @@ from .frames import _register  # noqa: F401  (df.netmind, once pandas or Polars 
 
 if TYPE_CHECKING:
     from .frames._api import attach, batch_complete, batch_embed, estimate, submit, to_jsonl
+    from .frames._files import batch_complete_file
     from .jobs._doctor import doctor
     from .jobs._job import BatchJob
     from .server import LocalBatchServer
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "attach",
     "batch_complete",
+    "batch_complete_file",
     "batch_embed",
     "doctor",
     "estimate",
@@ -67,6 +69,7 @@ _LAZY = {
     "LocalBatchServer": ".server",
     "attach": ".frames._api",
     "batch_complete": ".frames._api",
+    "batch_complete_file": ".frames._files",
     "batch_embed": ".frames._api",
     "doctor": ".jobs._doctor",
     "estimate": ".frames._api",

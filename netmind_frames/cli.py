@@ -81,6 +81,11 @@ _OWNED_PARAMS = {
     "messages": "--prompt, --prompt-column or --messages-column",
     "stream": "nothing: batches do not stream",
 }
+_IN_HELP = (
+    "input table (.parquet, .csv, .jsonl) or a directory of Parquet files (a dataset); a "
+    "path or a URL: s3://, gs://, az://, abfs:// (pip install 'netmind-frames[cloud]'), file://"
+)
+_OUT_HELP = "output Parquet file (or, with --dataset, directory); a path or a URL, as IN"
 _SERVE_HELP = "run the local batch server (Netmind + OpenAI dialects) until interrupted"
 _SERVE_MISSING = (
     "netmind-frames serve needs the optional extra [local] (starlette, uvicorn, "
@@ -269,6 +274,13 @@ def _add_batch_options(p: argparse.ArgumentParser, *, max_cost: bool = True) -> 
         "--max-bytes", type=_positive, help="bytes per batch file (default: the provider's)"
     )
     p.add_argument(
+        "--window",
+        type=_positive,
+        metavar="ROWS",
+        help="rows read, built and written at a time (default: about 200,000, a multiple of "
+        "--max-requests); with --dataset, rows per part file",
+    )
+    p.add_argument(
         "--retries", type=int, default=2, help="rounds of re-sending retryable failed rows"
     )
     p.add_argument(
@@ -334,8 +346,9 @@ def _add_complete(subparsers: Any) -> None:
         "sends the same requests to the synchronous endpoint instead (for a few rows: it "
         "costs twice the Batch API's price, and keeps no journal).\n\n" + _LOCAL_NOTE,
     )
-    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
-    p.add_argument("output", type=Path, help="output Parquet file")
+    p.add_argument("input", help=_IN_HELP)
+    p.add_argument("output", help=_OUT_HELP)
+    _add_dataset(p)
     _add_request_options(p)
     _add_connection_options(p, "complete")
     _add_wait_options(p)
@@ -377,8 +390,9 @@ def _add_embed(subparsers: Any) -> None:
         "error_message and status to OUT (Parquet). Netmind lists batch embeddings as "
         "coming soon: a provider that rejects the endpoint gives a clear error.\n\n" + _LOCAL_NOTE,
     )
-    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
-    p.add_argument("output", type=Path, help="output Parquet file")
+    p.add_argument("input", help=_IN_HELP)
+    p.add_argument("output", help=_OUT_HELP)
+    _add_dataset(p)
     p.add_argument("--column", required=True, help="the column of texts to embed")
     p.add_argument("--model", help="the embedding model (or --model-column)")
     p.add_argument("--model-column", help="a column naming each row's model")
@@ -403,7 +417,7 @@ def _add_submit(subparsers: Any) -> None:
         "`wait` or `result` submits the rest as slots free up), print the job id and "
         "return. The journal remembers the options and IN's path.\n\n" + _LOCAL_NOTE,
     )
-    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
+    p.add_argument("input", help=_IN_HELP)
     _add_request_options(p)
     _add_connection_options(p, "submit")
     p.add_argument(
@@ -446,7 +460,8 @@ def _add_job_commands(subparsers: Any) -> None:
     )
     for p in (status, wait, result, cancel):
         p.add_argument("job", help="the job id (job-...) that submit printed")
-    result.add_argument("output", type=Path, help="output Parquet file")
+    result.add_argument("output", help=_OUT_HELP)
+    _add_dataset(result)
     _add_keep_files(result)
     result.add_argument(
         "--retries",
@@ -455,7 +470,7 @@ def _add_job_commands(subparsers: Any) -> None:
     )
     _add_prices(result, max_cost=False)
     for p in (wait, result):
-        p.add_argument("--input", type=Path, help="the input file (default: the journal's)")
+        p.add_argument("--input", help="the input file or URL (default: the journal's)")
         _add_wait_options(p)
     cancel.add_argument(
         "--timeout",
@@ -468,6 +483,15 @@ def _add_job_commands(subparsers: Any) -> None:
     wait.set_defaults(handler=_run_wait, command="wait")
     result.set_defaults(handler=_run_result, command="result")
     cancel.set_defaults(handler=_run_cancel, command="cancel")
+
+
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset",
+        action="store_true",
+        help="write OUT as a directory (prefix) of part files, one per window, as they finish "
+        "(OUT must not exist or be empty)",
+    )
 
 
 def _add_keep_files(p: argparse.ArgumentParser) -> None:
@@ -525,8 +549,8 @@ def _add_estimate(subparsers: Any) -> None:
         "bound at the synchronous rate. Nothing is uploaded. Takes the options of `complete`; "
         "with --max-cost, exit 1 when the upper bound is above it.",
     )
-    p.add_argument("input", type=Path, help="input table (.parquet, .csv, .jsonl)")
-    p.add_argument("output", type=Path, nargs="?", help=argparse.SUPPRESS)  # complete's OUT
+    p.add_argument("input", help=_IN_HELP)
+    p.add_argument("output", nargs="?", help=argparse.SUPPRESS)  # complete's OUT
     _add_request_options(p)
     _add_connection_options(p, "estimate")
     _add_wait_options(p)
@@ -569,14 +593,14 @@ def _run_complete(args: argparse.Namespace) -> int:
 
     _timing.reset()
     _check_input(args.input)
-    _check_output(args.output)
+    _check_output(args.output, args.dataset)
     rows = lambda: FileSource(args.input).n_rows  # noqa: E731 (read only for --mode auto)
     if use_sync(args.mode, args.max_concurrency, args.sync_threshold, rows):
         kwargs = _submit_kwargs(args)
         for batch_only in _BATCH_ONLY:
             kwargs.pop(batch_only, None)
         run = sync_file(args.input, args.prompt, max_concurrency=args.max_concurrency, **kwargs)
-        return _finish(args, run.to_parquet(args.output))
+        return _finish(args, run.to_parquet(args.output, dataset=args.dataset))
     job = submit_file(args.input, args.prompt, **_submit_kwargs(args))
     if not args.quiet:
         print(f"job {job.id}: {job.n_rows} rows in {job.n_shards} shard(s)", file=sys.stderr)
@@ -594,7 +618,7 @@ def _run_embed(args: argparse.Namespace) -> int:
 
     _timing.reset()
     _check_input(args.input)
-    _check_output(args.output)
+    _check_output(args.output, args.dataset)
     kwargs: dict[str, Any] = {
         "embed_column": args.column,
         "model": args.model,
@@ -603,6 +627,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         "prefix": args.prefix,
         "max_requests": args.max_requests,
         "max_bytes": args.max_bytes,
+        "chunk_rows": args.window,
         "retries": args.retries,
         "progress": not args.quiet,
         "local": args.local,
@@ -612,7 +637,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     rows = lambda: FileSource(args.input).n_rows  # noqa: E731 (read only for --mode auto)
     if use_sync(args.mode, args.max_concurrency, args.sync_threshold, rows):
         run = sync_file(args.input, None, max_concurrency=args.max_concurrency, **kwargs)
-        return _finish(args, run.to_parquet(args.output))
+        return _finish(args, run.to_parquet(args.output, dataset=args.dataset))
     job = submit_file(
         args.input,
         resubmit=args.resubmit,
@@ -666,7 +691,7 @@ def _run_wait(args: argparse.Namespace) -> int:
 
 def _run_result(args: argparse.Namespace) -> int:
     _timing.reset()
-    _check_output(args.output)
+    _check_output(args.output, args.dataset)
     job = _attach(args)
     return _finish(args, _write(job, args), job)
 
@@ -675,7 +700,7 @@ def _write(job: BatchJob, args: argparse.Namespace) -> dict[str, int]:
     """Wait for the job and write OUT; a failure to write says how to get the paid-for
     result again without paying twice (never the temporary file's name)."""
     try:
-        return job.to_parquet(args.output, timeout=args.timeout)
+        return job.to_parquet(args.output, timeout=args.timeout, dataset=args.dataset)
     except OSError as exc:
         raise NetmindFramesError(
             f"job {job.id} finished, but writing {args.output} failed ({exc.strerror or exc}). "
@@ -689,7 +714,7 @@ def _run_estimate(args: argparse.Namespace) -> int:
 
     _check_input(args.input)
     kwargs = _submit_kwargs(args)
-    for unused in (*_BATCH_ONLY, "progress", "local", "retries", "prefix", "api_key"):
+    for unused in (*_BATCH_ONLY, "progress", "local", "retries", "prefix", "api_key", "chunk_rows"):
         if unused not in ("prices", "max_cost"):
             kwargs.pop(unused, None)
     found = estimate_file(args.input, args.prompt, **kwargs)
@@ -789,6 +814,7 @@ def _submit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "prefix": args.prefix,
         "max_requests": args.max_requests,
         "max_bytes": args.max_bytes,
+        "chunk_rows": args.window,
         "retries": args.retries,
         "resubmit": args.resubmit,
         "max_concurrent_batches": args.max_concurrent_batches,
@@ -827,16 +853,42 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
     return connection
 
 
-def _check_input(path: Path) -> None:
-    """IN exists and can be read (before anything is built or sent)."""
-    if not path.exists():
+def _check_input(location: str) -> None:
+    """IN exists and can be read (before anything is built or sent). A URL or a directory
+    (a Parquet dataset) is opened, which reads its listing and Parquet footers."""
+    path = None if _is_url(location) else Path(location)
+    if path is not None and not path.exists():
         raise UsageError(f"IN {path}: no such file")
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise UsageError(f"IN {path}: not a readable file")
+    if path is not None and path.is_file():
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"IN {path}: not a readable file")
+        return
+    from ._errors import InputError
+    from .build._source import FileSource
+
+    try:
+        FileSource(location, name="IN")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def _check_output(path: Path) -> None:
+def _check_output(location: str, dataset: bool = False) -> None:
     """OUT can be written as Parquet, checked before anything is uploaded or paid for."""
+    if _is_url(location) or dataset:
+        from ._errors import InputError
+        from .results._sink import ParquetSink
+
+        if not dataset and not location.lower().endswith(".parquet"):
+            raise UsageError(
+                f"OUT {location}: the result is written as Parquet, so OUT must end with "
+                ".parquet (or pass --dataset for a directory of part files)"
+            )
+        try:
+            ParquetSink(location, dataset=dataset, name="OUT")
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
+        return
+    path = Path(location)
     if path.suffix.lower() != ".parquet":
         raise UsageError(
             f"OUT {path}: the result is written as Parquet, so OUT must end with .parquet "
@@ -851,6 +903,11 @@ def _check_output(path: Path) -> None:
         raise UsageError(f"OUT {path}: the directory {folder} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"OUT {path} exists and is not writable")
+
+
+def _is_url(location: str) -> bool:
+    """Whether IN or OUT is a URL (``s3://...``): opened through fsspec, not as a path."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location) is not None
 
 
 def _owned(args: argparse.Namespace) -> dict[str, str]:
@@ -872,7 +929,7 @@ def _attach(args: argparse.Namespace) -> BatchJob:
     _, record = job_record(args.job)  # a clear error for an unknown id, before anything else
     if args.input is not None:
         _check_input(args.input)
-    elif record.input and not Path(record.input).is_file():
+    elif record.input and not _is_url(record.input) and not Path(record.input).exists():
         raise UsageError(
             f"job {args.job} was submitted from {record.input}, which is gone (moved or "
             "deleted?): pass the file's new path with --input IN"

@@ -51,6 +51,7 @@ PUBLIC = [
     "__version__",
     "attach",
     "batch_complete",
+    "batch_complete_file",
     "batch_embed",
     "doctor",
     "estimate",

@@ -1,4 +1,5 @@
-"""Where a job's rows come from: an in-memory frame or table, or a Parquet, CSV or JSONL file.
+"""Where a job's rows come from: an in-memory frame or table, or a Parquet, CSV or JSONL file
+or a Parquet dataset, local or on object storage (:mod:`._storage_io` opens those).
 
 :func:`as_source` takes what a caller holds: a pandas DataFrame (:class:`FrameSource`), or a
 Polars DataFrame or LazyFrame, a ``pyarrow.Table`` or ``RecordBatchReader``
@@ -9,28 +10,24 @@ A source hands out its rows in fixed windows of ``chunk_rows`` (the last one sho
 same windows every time it is read: the shards of a chunk, hence their fingerprints, depend
 only on the rows, never on how the file happens to be split into row groups. A Parquet file is
 read record batch by record batch (only the columns asked for), so its size never decides the
-memory used; CSV and JSONL are read whole.
+memory used (a dataset is read file by file, in path order); CSV and JSONL are read whole.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .._errors import ColumnError, InputError
+from ._storage_io import local_path, open_reader
 
 #: Rows per chunk, rounded up to a multiple of ``max_requests`` so full shards stay full.
 CHUNK_TARGET = 200_000
-
-_PARQUET = (".parquet", ".pq")
-_CSV = (".csv",)
-_JSONL = (".jsonl", ".ndjson")
 
 
 def chunk_rows_for(max_requests: int, chunk_rows: int | None = None) -> int:
@@ -44,6 +41,7 @@ class FrameSource:
     """The rows of an in-memory DataFrame (chunks are views, never copies)."""
 
     path: Path | None = None
+    location: str | None = None
 
     def __init__(self, frame: pd.DataFrame) -> None:
         if not isinstance(frame, pd.DataFrame):
@@ -65,32 +63,38 @@ class FrameSource:
 
 
 class FileSource:
-    """The rows of a Parquet (streamed), CSV or JSONL file (read whole), chosen by extension."""
+    """The rows of a Parquet file or dataset (streamed), or a CSV or JSONL file (read whole).
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).resolve()
-        suffix = self.path.suffix.lower()
-        if suffix not in (*_PARQUET, *_CSV, *_JSONL):
-            raise InputError(
-                f"{path}: unknown input format {suffix!r} (use .parquet, .csv or .jsonl)"
-            )
-        if not self.path.is_file():
-            raise InputError(f"{path}: no such file")
-        self._parquet = suffix in _PARQUET
-        self._table: pa.Table | None = None
-        if self._parquet:
-            with pq.ParquetFile(self.path) as file:
-                self.schema = file.schema_arrow
-                self.n_rows = file.metadata.num_rows
-        else:
-            self._table = _read_text_table(self.path, suffix)
-            self.schema = self._table.schema
-            self.n_rows = self._table.num_rows
+    ``path`` is a local path or a URL (``s3://``, ``gs://``, ``az://``, ``abfs://``,
+    ``file://``; see :mod:`._storage_io`): a directory is a Parquet dataset, a file's format is
+    its extension. ``storage_options`` go to the storage library (never kept beyond it).
+    ``location`` is what the journal records to read the input again: the path, or the URL.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        name: str = "input=",
+    ) -> None:
+        local = local_path(path)
+        self.path: Path | None = None if local is None else local.resolve()
+        self.location = str(path) if self.path is None else str(self.path)
+        self._reader = open_reader(path, storage_options, name)
+        self._table = self._reader.table
+        self.schema = self._reader.schema
+        self.n_rows = self._reader.n_rows
 
     @property
     def columns(self) -> list[str]:
         """The column names."""
         return list(self.schema.names)
+
+    @property
+    def display_name(self) -> str:
+        """The input's name in messages: the file or directory name, or the URL."""
+        return self.location if self.path is None else self.path.name
 
     def check_columns(self, names: Sequence[str]) -> None:
         """Raise :class:`ColumnError` naming the first of ``names`` the file lacks."""
@@ -98,7 +102,8 @@ class FileSource:
             if name not in self.schema.names:
                 available = ", ".join(repr(c) for c in self.schema.names)
                 raise ColumnError(
-                    f"column {name!r} is not in {self.path.name}; available columns: {available}",
+                    f"column {name!r} is not in {self.display_name}; available columns: "
+                    f"{available}",
                     column=name,
                 )
 
@@ -111,22 +116,20 @@ class FileSource:
             for start in range(0, self.n_rows, chunk_rows):
                 yield start, table.slice(start, chunk_rows)
             return
-        with pq.ParquetFile(self.path) as file:
-            pending: list[pa.RecordBatch] = []
-            held = start = 0
-            batches = file.iter_batches(batch_size=min(chunk_rows, 64 * 1024), columns=columns)
-            for batch in batches:
-                pending.append(batch)
-                held += batch.num_rows
-                while held >= chunk_rows:
-                    table = pa.Table.from_batches(pending)
-                    yield start, table.slice(0, chunk_rows).combine_chunks()
-                    rest = table.slice(chunk_rows)
-                    pending = rest.to_batches() if rest.num_rows else []
-                    held -= chunk_rows
-                    start += chunk_rows
-            if held:
-                yield start, pa.Table.from_batches(pending).combine_chunks()
+        pending: list[pa.RecordBatch] = []
+        held = start = 0
+        for batch in self._reader.batches(columns, batch_size=min(chunk_rows, 64 * 1024)):
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= chunk_rows:
+                table = pa.Table.from_batches(pending)
+                yield start, table.slice(0, chunk_rows).combine_chunks()
+                rest = table.slice(chunk_rows)
+                pending = rest.to_batches() if rest.num_rows else []
+                held -= chunk_rows
+                start += chunk_rows
+        if held:
+            yield start, pa.Table.from_batches(pending).combine_chunks()
 
     def frames(
         self, chunk_rows: int, columns: Sequence[str] | None = None
@@ -147,6 +150,7 @@ class TableSource:
     """
 
     path: Path | None = None
+    location: str | None = None
 
     def __init__(
         self, table: pa.Table, kind: Literal["arrow", "polars"] = "arrow", original: Any = None
@@ -231,11 +235,3 @@ def _arrow_view(table: pa.Table, start: int) -> pd.DataFrame:
     frame = table.to_pandas(types_mapper=pd.ArrowDtype, ignore_metadata=True)
     frame.index = pd.RangeIndex(start, start + len(frame))
     return frame
-
-
-def _read_text_table(path: Path, suffix: str) -> pa.Table:
-    if suffix in _CSV:
-        frame = pd.read_csv(path, dtype=str)  # as text: "0001" stays "0001"
-    else:
-        frame = pd.read_json(path, lines=True, dtype=False)  # dtype=False: "0001" stays text
-    return pa.Table.from_pandas(frame, preserve_index=False)

@@ -553,23 +553,38 @@ def _estimate_source(
     return found
 
 
-def submit_file(path: str | Path, prompt: str | None = None, **kwargs: Any) -> BatchJob:
-    """Like :func:`submit`, for a Parquet, CSV or JSONL file streamed chunk by chunk.
+def submit_file(
+    path: str | Path,
+    prompt: str | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> BatchJob:
+    """Like :func:`submit`, for a Parquet, CSV or JSONL file or a Parquet dataset (a local
+    path or a URL, see :func:`batch_complete_file`) streamed chunk by chunk.
 
-    The journal records the file's path, so the job can be reattached by its id alone
-    (``netmind-frames wait JOB``). ``job.to_parquet(out)`` writes the joined result.
+    The journal records the file's path or URL (never ``storage_options``), so the job can
+    be reattached by its id alone (``netmind-frames wait JOB``). ``job.to_parquet(out)``
+    writes the joined result.
     """
-    return _submit_source(FileSource(path), prompt, **kwargs)
+    source = FileSource(path, storage_options=storage_options)
+    return _submit_source(source, prompt, **kwargs)
 
 
 def sync_file(
-    path: str | Path, prompt: str | None = None, *, max_concurrency: int = 8, **kwargs: Any
+    path: str | Path,
+    prompt: str | None = None,
+    *,
+    max_concurrency: int = 8,
+    storage_options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> SyncRun:
     """Like :func:`submit_file`, in sync mode: ``run.to_parquet(out)`` sends the rows to the
     synchronous endpoint and writes the joined result (see ``mode`` of
     :func:`batch_complete`)."""
     check_positive("max_concurrency", max_concurrency)
-    return _sync_source(FileSource(path), prompt, max_concurrency=max_concurrency, **kwargs)
+    source = FileSource(path, storage_options=storage_options)
+    return _sync_source(source, prompt, max_concurrency=max_concurrency, **kwargs)
 
 
 @dataclass(frozen=True)

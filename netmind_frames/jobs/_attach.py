@@ -45,7 +45,7 @@ def remember(
     journal.save_plan(
         job.id,
         base_url,
-        None if source.path is None else str(source.path),
+        source.location,
         job.n_rows,
         job.shard_keys,
         local=local,

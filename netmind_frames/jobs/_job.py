@@ -415,10 +415,22 @@ class BatchJob:
             return joined_output(self._source, self._chunk_rows, results, self._options,
                                  provenance)  # fmt: skip
 
-    def to_parquet(self, path: str | Path, timeout: float | None = None) -> dict[str, int]:
+    def to_parquet(
+        self,
+        path: str | Path,
+        timeout: float | None = None,
+        *,
+        dataset: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> dict[str, int]:
         """Like ``result()``, but write the joined rows to a Parquet file, chunk by chunk
         when the job's input is a file (memory stays flat); return the count of each status.
         Once the file is written, the input files are deleted as by ``result()``.
+
+        ``path`` may be a URL (``s3://``, ``gs://``, ``az://``, ``abfs://``, ``file://``; the
+        extra ``[cloud]``), with the storage library's ``storage_options``; ``dataset=True``
+        writes a directory of part files, one per window. The result is written under a
+        temporary name and moved into place at the end: a failed write leaves no partial file.
         """
         check_timeout(timeout)
         self._finish(timeout)
@@ -429,6 +441,8 @@ class BatchJob:
             self._load,
             self._options,
             lambda: self._joined(None),
+            dataset=dataset,
+            storage_options=storage_options,
         )
         self._drop_inputs()
         return counts

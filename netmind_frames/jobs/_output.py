@@ -2,26 +2,28 @@
 
 The input is read again window by window (all its columns, as Arrow), each window gets its
 chunk's result columns appended, and the joined window is written with one
-``pyarrow.parquet.ParquetWriter``: memory holds one chunk, whatever the file's size. The file
-is written next to OUT and renamed at the end, so OUT is either complete or untouched.
+``pyarrow.parquet.ParquetWriter`` (or as one part file per window, for a dataset): memory
+holds one chunk, whatever the file's size. A :class:`ParquetSink` writes next to OUT under a
+temporary name and moves it into place at the end, so OUT is either complete or untouched.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .._errors import InputError
 from .._timing import timed
 from ..build._source import FileSource, FrameSource, Source, TableSource
+from ..build._storage_io import is_url
 from ..results._results import RESULT_COLUMNS
+from ..results._sink import ParquetSink
 from ..results._structured import typed_arrow
 from ._options import JobOptions
 
@@ -30,26 +32,24 @@ def write_joined(
     source: FileSource | TableSource,
     chunk_rows: int,
     results_of: Callable[[int], pa.Table],
-    path: str | Path,
+    sink: ParquetSink,
     prefix: str = "",
     columns: Sequence[str] = RESULT_COLUMNS,
     extra_columns: Callable[[pa.Table], dict[str, pa.Array]] | None = None,
 ) -> Counter[str]:
-    """Write ``source``'s rows, in order, plus the result columns to ``path``; count statuses.
+    """Write ``source``'s rows, in order, plus the result columns to ``sink`` (committed at
+    the end, or removed on an error); count the statuses.
 
     ``results_of(chunk number)`` gives the chunk's result table (RESULT_COLUMNS, chunk order);
     ``extra_columns(results)``, when given, adds more columns after them (structured outputs).
     """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     counts: Counter[str] = Counter()
-    writer: pq.ParquetWriter | None = None
-    try:
+    with sink:  # commits when every window is written, else removes them: never a partial OUT
         for number, (_, table) in enumerate(source.tables(chunk_rows)):
             with timed("join"):
                 results = results_of(number)
                 if results.num_rows != table.num_rows:
-                    name = "the input" if source.path is None else source.path.name
+                    name = "the input" if source.location is None else source.location
                     raise InputError(
                         f"{name} changed since the job was submitted: chunk "
                         f"{number} has {table.num_rows} rows, the results {results.num_rows}"
@@ -62,17 +62,7 @@ def write_joined(
                 for item in pc.value_counts(results.column("status")).to_pylist():
                     counts[str(item["values"])] += int(item["counts"])
             with timed("write"):
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-        if writer is not None:
-            writer.close()
-            writer = None
-        tmp.replace(target)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
+                sink.write(table)
     return counts
 
 
@@ -83,24 +73,36 @@ def write_result(
     results_of: Callable[[int], pa.Table],
     options: JobOptions,
     frame_result: Callable[[], pd.DataFrame],
+    *,
+    dataset: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """A job's joined rows to ``path``; the count of each status.
+    """A job's joined rows to ``path`` (a local path or a URL; with ``dataset=True`` a
+    directory of part files, one per window); the count of each status.
 
     From a file: chunk by chunk (:func:`write_joined`, memory stays flat); from an Arrow
     table or a Polars frame the same way, so the file has the schema the CLI writes. From a
     pandas frame: the whole ``frame_result()``, which is in memory already.
     """
+    plain = not dataset and not is_url(path)  # a local file, written as it always was
+    sink = ParquetSink(
+        path, dataset=dataset, storage_options=storage_options, name="path=", check=not plain
+    )
     if isinstance(source, FrameSource):
         out = frame_result()
         with timed("write"):
-            out.to_parquet(path)
+            if plain:
+                out.to_parquet(path)
+            else:
+                with sink:
+                    sink.write(pa.Table.from_pandas(out))  # the index kept, as to_parquet does
         return dict(Counter(out[options.prefix + "status"].astype(str)))
     spec = options.output
     counts = write_joined(
         source,
         chunk_rows,
         results_of,
-        path,
+        sink,
         options.prefix,
         columns=options.result_columns,
         extra_columns=None if spec is None else (lambda t: typed_arrow(t, spec)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cached_property
 from pathlib import Path
@@ -118,8 +118,16 @@ class SyncRun:
         provenance = {"mode": "sync"}
         return joined_output(self._source, self._chunk_rows, results, self._options, provenance)
 
-    def to_parquet(self, path: str | Path) -> dict[str, int]:
-        """Like ``result()``, written to a Parquet file; return the count of each status."""
+    def to_parquet(
+        self,
+        path: str | Path,
+        *,
+        dataset: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> dict[str, int]:
+        """Like ``result()``, written to a Parquet file (or, with ``dataset=True``, a
+        directory of part files; ``path`` may be a URL, as for ``BatchJob.to_parquet``);
+        return the count of each status."""
         return write_result(
             path,
             self._source,
@@ -127,6 +135,8 @@ class SyncRun:
             lambda number: self._chunk_results[number],
             self._options,
             self.result,
+            dataset=dataset,
+            storage_options=storage_options,
         )
 
     @cached_property
