@@ -341,6 +341,32 @@ def job_id_of(plans: Sequence[PartitionPlan]) -> str:
     return f"job-{hashlib.sha256(joined.encode()).hexdigest()[:24]}"
 
 
+def start_partitions(
+    plans: Sequence[PartitionPlan],
+    call: PartitionCall,
+    submit_wave: Callable[[list[tuple[PartitionPlan, int]]], list[Ticket]],
+    *,
+    max_concurrent_batches: int = MAX_CONCURRENT_BATCHES,
+) -> list[Ticket]:
+    """Submit the first wave (up to ``max_concurrent_batches`` batches) unless the driver's
+    journal knows batches of this job already (then :func:`wait_partitions` goes on)."""
+    record = _record(plans, call)
+    tickets = record.load(plans)
+    if any(t.batch_ids for t in tickets.values()):
+        log.warning("reattached to job %s: its batches are not paid again", record.job_id)
+    else:
+        wave = _next_wave(plans, tickets, max_concurrent_batches)
+        for ticket in submit_wave(wave):
+            tickets[ticket.number] = ticket
+        record.save(plans, tickets)
+    return [tickets[p.number] for p in plans]
+
+
+def _record(plans: Sequence[PartitionPlan], call: PartitionCall) -> _Record:
+    home = resolve_settings(api_key=call.prepare["api_key"], base_url=call.prepare["base_url"]).home
+    return _Record(home, job_id_of(plans), call.prepare["base_url"])
+
+
 def wait_partitions(
     plans: Sequence[PartitionPlan],
     call: PartitionCall,
@@ -372,7 +398,7 @@ def wait_partitions(
         provider=call.prepare["provider"],
     )
     client = connect(settings).client
-    record = _Record(settings.home, job_id, settings.base_url)
+    record = _record(plans, call)
     tickets = record.load(plans)
     statuses: dict[str, Any] = {}
     deadline = None if timeout is None else clock() + timeout
@@ -486,8 +512,6 @@ class _Record:
             tickets[plan.number] = Ticket(
                 plan.number, plan.job_id, plan.n_rows, plan.n_shards, batch_ids
             )
-        if any(t.batch_ids for t in tickets.values()):
-            log.warning("reattached to job %s: its batches are not paid again", self.job_id)
         return tickets
 
     def save(self, plans: Sequence[PartitionPlan], tickets: Mapping[int, Ticket]) -> None:
