@@ -252,3 +252,36 @@ def test_the_driver_killed_while_waiting_then_the_same_call_reattaches(
         assert after == before  # nothing submitted again...
         _one_batch_per_shard(srv, len(after))  # ...and 9 shards, 9 batches
         assert len(after) == 9
+
+
+def test_the_driver_keeps_max_concurrent_batches_across_partitions(tmp_path: Path) -> None:
+    """The core alone (no engine): each wave asks for no more batches than there are free
+    slots in the whole job, counted on the server when the wave starts."""
+    from netmind_frames.frames import _partitions as core
+
+    frames = [_frame(rows=8, partitions=1).compute().iloc[:8] for _ in range(6)]
+    frames = [f.assign(n=f["n"] + 100 * i) for i, f in enumerate(frames)]  # distinct rows
+    frames = [f.assign(text=f["text"] + f" in part {i}") for i, f in enumerate(frames)]
+    with LocalBatchServer(seed=3, seconds_per_request=0.02) as srv:
+        kwargs = {**connection_kwargs(srv, "netmind"), "model": "m", "max_requests": 4}
+        call, _ = core.make_call(frames[0].iloc[:1], "Say {text}", kwargs)
+        plans = [core.validate_partition(f, call, i, len(frames)) for i, f in enumerate(frames)]
+        peaks = []
+
+        def submit_wave(wave: list[tuple[Any, int]]) -> list[Any]:
+            running = [b for b in _batches(srv) if b.status not in core.TERMINAL_STATUSES]
+            have = {t.number: len(t.batch_ids) for t in tickets_so_far}
+            asked = sum(shards - have.get(plan.number, 0) for plan, shards in wave)
+            peaks.append(len(running) + asked)
+            out = [core.submit_partition(frames[p.number], call, p, n) for p, n in wave]
+            tickets_so_far.extend(out)
+            return out
+
+        tickets_so_far: list[Any] = []
+        tickets = core.wait_partitions(
+            plans, call, submit_wave, poll_interval=0.05, progress=False, max_concurrent_batches=3
+        )
+        assert sum(t.n_shards for t in tickets) == 12
+        assert len(peaks) >= 4  # in waves...
+        assert max(peaks) <= 3  # ...never more than 3 batches at once
+        _one_batch_per_shard(srv, 12)
