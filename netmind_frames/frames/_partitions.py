@@ -28,7 +28,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,8 @@ class PartitionPlan:
     n_rows: int
     job_id: str | None  # None: an empty partition (nothing to send)
     n_shards: int
+    known: tuple[str, ...] = ()
+    """The batches of its first shards, known already (a later wave: no lookup needed)."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def submit_partition(
     """
     if plan.job_id is None:
         return Ticket(plan.number, None, 0, 0)
-    job = _job(frame, call, plan.job_id, max_concurrent=max(1, shards))
+    job = _job(frame, call, plan.job_id, batch_ids=plan.known, max_concurrent=max(1, shards))
     job.start()
     return Ticket(plan.number, job.id, job.n_rows, job.n_shards, job.batch_ids)
 
@@ -461,7 +463,7 @@ def _next_wave(
         if plan.job_id is None or have == plan.n_shards:
             continue
         more = min(free, plan.n_shards - have)
-        wave.append((plan, have + more))
+        wave.append((replace(plan, known=tickets[plan.number].batch_ids), have + more))
         free -= more
     return wave
 
