@@ -156,7 +156,7 @@ def test_a_worker_killed_mid_task_costs_nothing_twice(
     marker.touch()
     client.run(_exit_after, target, str(marker))
     ddf = _frame()
-    kwargs = {**connection_kwargs(fresh_server, "netmind"), **CALL}
+    kwargs = {**connection_kwargs(fresh_server, "netmind"), **CALL, "max_concurrent_batches": 9}
     job = ddf.netmind.submit("Say {text}", **kwargs)
     result = job.result().compute()
     assert not marker.exists()  # a worker did exit at that point
