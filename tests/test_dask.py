@@ -98,6 +98,20 @@ def test_results_equal_the_pandas_path(client: Any, fresh_server: Any, dialect: 
     assert (result["status"] == "ok").all()
 
 
+def test_empty_partitions_keep_their_place(client: Any, fresh_server: Any) -> None:
+    frame = _frame(rows=12, partitions=1).compute()
+    ddf = dd.from_pandas(frame.assign(cid=[f"r{i}" for i in range(12)]), npartitions=3)
+    ddf = ddf[ddf["n"] >= 4]
+    assert ddf.map_partitions(len).compute().tolist() == [0, 4, 4]  # the first one is empty
+    kwargs = {**connection_kwargs(fresh_server, "openai"), **CALL, "custom_id_column": "cid"}
+    out = ddf.netmind.batch_complete("Say {text}", **kwargs)
+    reference = ddf.compute().netmind.batch_complete("Say {text}", **kwargs)
+    assert out.npartitions == 3
+    result = out.compute()
+    result.attrs, reference.attrs = {}, {}
+    pd.testing.assert_frame_equal(result, reference)
+
+
 def test_embeddings_equal_the_pandas_path(client: Any, fresh_server: Any) -> None:
     ddf = _frame(rows=12, partitions=2)
     kwargs = {**connection_kwargs(fresh_server, "openai"), "model": "emb", "max_requests": 4}

@@ -110,6 +110,8 @@ class PartitionCall:
     keep_files: bool = False
     prices: Any = None
     engine: str = "Dask"
+    options: JobOptions | None = field(default=None, repr=False)
+    """The job's options as the driver checked them (for empty partitions' columns)."""
 
     def prepared(self, frame: pd.DataFrame) -> Any:
         """The pandas path's checked settings, options and connection for ``frame``."""
@@ -175,8 +177,8 @@ def make_call(
     prepare.update(api_key=settings.api_key, base_url=settings.base_url)
     prepare["provider"] = settings.provider
     call = PartitionCall(prompt, prepare, params, keep_files, prices, engine)
-    ready = call.prepared(sample)
-    return call, ready.options
+    options = call.prepared(sample).options
+    return replace(call, options=options), options
 
 
 def _refuse_inapplicable(kwargs: dict[str, Any], engine: str) -> None:
@@ -290,15 +292,11 @@ def join_partition(frame: pd.DataFrame, call: PartitionCall, ticket: Ticket) -> 
     Safe to run again: the results are downloaded again, nothing is paid again.
     """
     if ticket.job_id is None:
-        return result_meta(frame, call.prepared(_one_row(frame)).options)
+        assert call.options is not None  # make_call sets it
+        return result_meta(frame, call.options)
     job = _job(frame, call, ticket.job_id, batch_ids=ticket.batch_ids)
     out = job.result()
     return out
-
-
-def _one_row(frame: pd.DataFrame) -> pd.DataFrame:
-    """A one-row frame of ``frame``'s columns (``_prepare`` refuses an empty input)."""
-    return pd.DataFrame({c: pd.Series([None], dtype=object) for c in frame.columns})
 
 
 def _job(
