@@ -1,4 +1,4 @@
-"""Registers ``df.netmind`` on pandas and Polars frames when they are imported, not before.
+"""Registers ``df.netmind`` on pandas, Polars and Dask frames when they are imported, not before.
 
 Importing pandas (with openai, which the accessor needs) costs about a second, Polars a few
 hundred milliseconds; ``import netmind_frames`` and the CLI's quick commands (``--help``,
@@ -7,9 +7,10 @@ if it is installed but not imported, a one-shot import hook registers right afte
 ``import`` runs; if it is not installed, nothing happens (one ``find_spec``). The contract
 "importing netmind_frames registers df.netmind" holds in either order of the imports.
 
-On pandas the hook registers a stand-in that imports the accessor on the first ``df.netmind``,
-not at once: the package's own modules import pandas too, and a hook that imported the
-accessor (and the functional core behind it) while one of them is half-imported would fail.
+On pandas and Dask the hook registers a stand-in that imports the accessor on the first
+``df.netmind``, not at once: the package's own modules import pandas too, and a hook that
+imported the accessor (and the functional core behind it) while one of them is half-imported
+would fail.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["register_pandas", "register_polars"]
+__all__ = ["register_dask", "register_pandas", "register_polars"]
 
 
 def register_pandas() -> None:
@@ -37,10 +38,16 @@ def register_polars() -> None:
     _register_when_imported("polars")
 
 
+def register_dask() -> None:
+    """Register ``ddf.netmind`` on Dask DataFrames now, or once ``dask.dataframe`` is imported."""
+    _register_when_imported("dask.dataframe")
+
+
 def _register_when_imported(library: str) -> None:
     if library in sys.modules:
         _register(library)
-    elif importlib.util.find_spec(library) is not None:
+    # The top-level name only: find_spec of a submodule would import its package.
+    elif importlib.util.find_spec(library.partition(".")[0]) is not None:
         sys.meta_path.insert(0, _OnImport(library))
 
 
@@ -50,6 +57,10 @@ def _register(library: str) -> None:
             import pandas as pd  # imported already: this only binds the name
 
             pd.api.extensions.register_dataframe_accessor("netmind")(_PandasNetmind)
+        elif library == "dask.dataframe":
+            from dask.dataframe.extensions import register_dataframe_accessor
+
+            register_dataframe_accessor("netmind")(_DaskNetmind)
         else:
             importlib.import_module(f"{__package__}._polars")  # registers on import
     except Exception as exc:  # never break the user's `import pandas` / `import polars`
@@ -65,6 +76,14 @@ class _PandasNetmind:
     def __new__(cls, frame: Any) -> Any:
         accessor = importlib.import_module(f"{__package__}._accessor").NetmindAccessor
         return accessor(frame)
+
+
+class _DaskNetmind:
+    """``ddf.netmind`` (see ``netmind_frames.frames._dask.DaskNetmind``), imported on first
+    use, as on pandas."""
+
+    def __new__(cls, frame: Any) -> Any:
+        return importlib.import_module(f"{__package__}._dask").DaskNetmind(frame)
 
 
 class _OnImport(importlib.abc.MetaPathFinder):
@@ -101,3 +120,4 @@ class _OnImport(importlib.abc.MetaPathFinder):
 
 register_pandas()
 register_polars()
+register_dask()
