@@ -239,16 +239,21 @@ def test_the_same_call_after_an_interruption_reattaches(
         assert {b.id for b in _batches(srv)} == before  # nothing submitted again
 
 
-def test_what_cannot_apply_says_so(spark: SparkSession):
+def test_what_cannot_apply_says_so(spark: SparkSession, server: LocalBatchServer):
     frame = _frame(spark, rows=3, partitions=1)
+    kwargs = {**connection_kwargs(server, "openai"), "model": "m"}
     with pytest.raises(InputError, match=r"local=True cannot be used with Spark"):
         nm.batch_complete(frame, "Say {text}", model="m", local=True)
     with pytest.raises(InputError, match=r"mode='sync' cannot be used with Spark"):
-        nm.batch_complete(frame, "Say {text}", model="m", mode="sync", api_key="k")
-    with pytest.raises(InputError, match=r"column 'nope' .*not in the frame"):
-        nm.batch_complete(frame, prompt_column="nope", model="m", api_key="k")
+        nm.batch_complete(frame, "Say {text}", mode="sync", **kwargs)
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key)
+    with client, pytest.raises(InputError, match=r"client= cannot be used with Spark"):
+        nm.batch_complete(frame, "Say {text}", model="m", client=client)
+    # Checked on the driver from the schema alone, before any Spark job or upload.
+    with pytest.raises(InputError, match=r"'nope' is not in the frame"):
+        nm.batch_complete(frame, prompt_column="nope", **kwargs)
     with pytest.raises(InputError, match=r"sdf must be a pyspark.sql.DataFrame"):
-        nm.batch_complete(_pandas(), "Say {text}", model="m", api_key="k")
+        nm.batch_complete(_pandas(), "Say {text}", **kwargs)
 
 
 def test_without_pyspark_the_error_names_the_extra():
