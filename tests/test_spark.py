@@ -43,6 +43,8 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+SECRET = "sk-nmf-SPARK-SENTINEL-4b1d9e07"
+HOME = "NETMIND_FRAMES_HOME"
 CALL = {"model": "m", "max_tokens": 6, "max_requests": 4, "max_concurrent_batches": 3}
 #: The Spark type of each pandas dtype the pandas path gives.
 SPARK_TYPES: dict[str, DataType] = {
@@ -102,7 +104,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.executorEnv.NETMIND_FRAMES_HOME", str(executors))
+        .config(f"spark.executorEnv.{HOME}", str(executors))
         .config("spark.executorEnv.PYTHONPATH", f"{faults}{os.pathsep}{ROOT}")
         .getOrCreate()
     )
@@ -224,16 +226,25 @@ def test_a_bad_row_in_partition_37_of_40_stops_before_any_upload(
 def test_the_same_call_after_an_interruption_reattaches(
     spark: SparkSession, caplog: pytest.LogCaptureFixture
 ):
-    with LocalBatchServer(seed=2, seconds_per_request=0.2) as srv:
+    # Each batch answers its first two polls "pending": the first wait cannot see it done.
+    with LocalBatchServer(seed=2, queued_polls=2, api_key=SECRET) as srv:
         kwargs = {**connection_kwargs(srv, "openai"), **CALL, "max_concurrent_batches": 20}
         # The driver stops waiting (as at a Ctrl-C) once every batch is created.
         with pytest.raises(JobTimeoutError, match="Reattach by running the same call again"):
             nm.batch_complete(_frame(spark), "Say {text}", timeout=0.01, **kwargs)
         before = {b.id for b in _batches(srv)}
         assert len(before) == 9
-        with caplog.at_level(logging.WARNING, logger="netmind_frames"):
-            result = _collect(nm.batch_complete(_frame(spark), "Say {text}", **kwargs))
+        with caplog.at_level(logging.DEBUG, logger="netmind_frames"):
+            out = nm.batch_complete(_frame(spark), "Say {text}", **kwargs)
+            result = _collect(out)
         assert "reattached to job" in caplog.text
+        # The key travels to the executors inside the tasks, and is written nowhere.
+        assert SECRET not in caplog.text
+        assert SECRET not in out._jdf.queryExecution().toString()
+        homes = [os.environ["NETMIND_FRAMES_HOME"], spark.sparkContext.environment[HOME]]
+        files = [f for home in homes for f in Path(home).rglob("*") if f.is_file()]
+        assert files
+        assert not [f for f in files if SECRET.encode() in f.read_bytes()]
         assert (result["status"] == "ok").all()
         assert len(result) == 30
         assert {b.id for b in _batches(srv)} == before  # nothing submitted again
