@@ -5,6 +5,7 @@ validation pass before any upload, and the same call again after an interruption
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -27,7 +28,9 @@ from conftest import connection_kwargs, uploaded_files
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DataType,
+    DoubleType,
     FloatType,
     LongType,
     StringType,
@@ -180,6 +183,36 @@ def test_embeddings_equal_the_pandas_path(spark: SparkSession, fresh_server: Any
     assert [r.text for r in rows] == list(reference["text"])
     for row, want in zip(rows, reference["embedding"], strict=True):
         assert row.embedding == pytest.approx(list(want))
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": ["spam", "ham"]},
+        "score": {"type": "number"},
+        "count": {"type": "integer"},
+        "flag": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "meta": {"type": "object", "properties": {"source": {"type": "string"}}},
+    },
+    "required": ["label", "score", "count", "flag", "tags", "meta"],
+}
+
+
+def test_structured_columns_have_spark_types(spark: SparkSession, server: LocalBatchServer):
+    kwargs = {**connection_kwargs(server, "openai"), "model": "m", "schema": SCHEMA}
+    out = nm.batch_complete(_frame(spark, rows=8, partitions=2), "{text}", **kwargs)
+    reference = _pandas(8).netmind.batch_complete("{text}", **kwargs)
+    fields = {f.name: f.dataType for f in out.schema.fields}
+    assert fields["count"] == LongType() and fields["score"] == DoubleType()
+    assert fields["flag"] == BooleanType() and fields["label"] == StringType()
+    # Lists and objects are JSON text, as in the files the CLI writes.
+    assert fields["tags"] == StringType() and fields["meta"] == StringType()
+    result = _collect(out)
+    for name in ("label", "score", "count", "flag"):
+        assert _values(result[[name]]) == _values(reference[[name]].astype(object))
+    assert [json.loads(t) for t in result["tags"]] == list(reference["tags"])
+    assert [json.loads(m) for m in result["meta"]] == list(reference["meta"])
 
 
 def test_a_task_that_dies_after_submitting_costs_nothing_twice(

@@ -241,13 +241,11 @@ def _join_task(
 
 
 def _arrow(column: pd.Series, kind: pa.DataType) -> pa.Array:
-    """One result column as Arrow, of the type its pandas dtype gives (see :func:`_results`)."""
+    """One result column as Arrow, of the type :func:`_results` gave it: as the CLI writes it
+    to a file (lists and objects of structured outputs as JSON text, categories as text)."""
     if pa.types.is_list(kind):  # embeddings: float32 arrays, None where missing
         return pa.array(list(column), type=kind)
-    if kind == pa.large_string() and str(column.dtype) == "object":
-        # Lists and objects of structured outputs: JSON text, as in the files the CLI writes.
-        return _to_arrow(column)
-    return pa.array(column, type=kind, from_pandas=True)
+    return _to_arrow(column).cast(kind)
 
 
 # -- the driver's side -----------------------------------------------------------------------
