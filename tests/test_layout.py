@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"transport"},
     {"jobs"},
     {"frames"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "spark", "__init__", "__main__"},
 ]
 
 
