@@ -191,10 +191,17 @@ class BulkPlan:
     def _passes(self, table: pa.Table, text: pa.Array) -> np.ndarray:
         """bool per row: every check passes (``table`` rows and ``text`` aligned)."""
         bad = pa.array(np.zeros(table.num_rows, dtype=bool))
-        escaped = pc.match_substring(text, "\\u")  # a key may be spelled with escapes
+        escaped: list[pa.Array] = []  # found once, when first needed
+
+        def escape() -> pa.Array:
+            """True where the answer has a ``\\u`` escape (a key may be spelled with them)."""
+            if not escaped:
+                escaped.append(pc.match_substring(text, "\\u"))
+            return escaped[0]
 
         def key_in(name: str) -> pa.Array:
-            return pc.or_(pc.match_substring(text, f'"{name}"'), escaped)
+            """True where the key may be in the answer."""
+            return pc.or_(pc.match_substring(text, f'"{name}"'), escape())
 
         for p in self.props:
             column = table.column(p.name).combine_chunks()
@@ -202,7 +209,13 @@ class BulkPlan:
             if p.required or not p.nullable:
                 # Null is valid only for a nullable property that is there, or an optional
                 # one that is not: Arrow cannot tell missing from null, the exact check can.
-                if p.required:
+                if p.required and p.nullable and self.closed:
+                    # No nested objects here (extra keys are not allowed, properties are
+                    # scalars or lists of them): a key followed by a colon is a top-level
+                    # key, so a null there is a present null, unless keys use escapes.
+                    there = pc.match_substring_regex(text, f'"{p.name}"\\s*:')
+                    bad = pc.or_(bad, pc.and_(missing, pc.or_(pc.invert(there), escape())))
+                elif p.required:
                     bad = pc.or_(bad, missing)
                 else:
                     bad = pc.or_(bad, pc.and_(missing, key_in(p.name)))

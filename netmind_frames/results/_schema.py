@@ -387,7 +387,7 @@ def _column(
                 return _dictionary(out, list(dtype.categories))
             return out
     # Parsed values, for a pandas object column or JSON text.
-    head_values = bulk.column(name).to_pylist() if bulk.num_rows else []
+    head_values = bulk.column(name).to_pylist() if bulk.num_rows else []  # lists: to Python
     objects = np.empty(len(head_values) + len(values) + 1, dtype=object)
     objects[: len(head_values)] = head_values
     objects[len(head_values) : -1] = values
