@@ -23,7 +23,9 @@ caller has imported it already.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -88,7 +90,7 @@ def to_polars(original: Any, joined: pa.Table) -> Any:
     Arrow), then the columns ``joined`` adds after them, dictionaries as ``Enum``."""
     import polars as pl  # the caller holds a Polars frame: it is imported already
 
-    added = joined.select(joined.column_names[original.width :])
+    added = _as_views(joined.select(joined.column_names[original.width :]))
     result = pl.from_arrow(added)
     assert isinstance(result, pl.DataFrame)
     enums = []
@@ -99,3 +101,19 @@ def to_polars(original: Any, joined: pa.Table) -> Any:
     if enums:
         result = result.with_columns(enums)
     return original.hstack(result.get_columns())
+
+
+def _as_views(table: pa.Table) -> pa.Table:
+    """``table`` with its ``large_string`` columns as ``string_view``, the layout of Polars'
+    ``String``: Polars then takes them without a copy. Arrow makes the views, one column
+    per core at once, where Polars would convert them one after another."""
+    if not hasattr(pa, "string_view"):  # pyarrow < 16: Polars converts them itself
+        return table
+    texts = [i for i, f in enumerate(table.schema) if pa.types.is_large_string(f.type)]
+    if len(texts) < 2:
+        return table
+    with ThreadPoolExecutor(min(len(texts), os.cpu_count() or 1)) as pool:
+        views = list(pool.map(lambda i: table.column(i).cast(pa.string_view()), texts))
+    for i, column in zip(texts, views, strict=True):
+        table = table.set_column(i, table.field(i).with_type(pa.string_view()), column)
+    return table
