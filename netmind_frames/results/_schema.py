@@ -3,9 +3,16 @@
 A schema is a pydantic model class (recognised by its ``model_json_schema`` method; pydantic
 is never imported here) or a JSON Schema dict whose top level is an object with
 ``properties``. :func:`response_format_for` makes the request parameter;
-:func:`parse_structured` parses each answer with orjson, validates them all at once (against
-the JSON Schema, or with the pydantic model when one was given) and builds one nullable column
-per top-level property.
+:func:`parse_structured` validates the answers and builds one nullable pandas column per
+top-level property; :func:`parse_native` builds Arrow columns of native types instead (the
+Arrow and Polars results), without pandas.
+
+For a JSON Schema dict in :mod:`._bulk`'s subset (flat objects of scalars, string enums and
+arrays of scalars, as most extraction schemas are), Arrow's JSON reader reads all answers at
+once and vectorised checks prove most of them valid: those never become Python objects. Every
+other answer (and every answer under a pydantic model or another schema) is parsed with
+orjson and checked by the compiled validator, all at once; that check alone decides a row is
+invalid and words its message, so the result is the same either way.
 
 Column dtypes, from the property's schema (``$ref`` resolved; a ``null`` branch or type only
 makes it nullable):
@@ -308,7 +315,7 @@ def _parse_answers(
     at = np.full(n, -1, dtype=np.int64)  # row -> its row in the bulk table, or -1
     bulk = pa.table({})
     if spec.plan is not None and rows.size:
-        proven = spec.plan.prove(text.take(pa.array(rows)))
+        proven = spec.plan.prove(text if rows.size == n else text.take(pa.array(rows)))
         at[rows], bulk = proven.at, proven.table
     exact = rows[at[rows] < 0]
     messages: list[str | None] = [None] * len(exact)

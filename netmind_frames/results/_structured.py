@@ -3,8 +3,9 @@
 Checking happens when a chunk's results are collected, so an answer that is not valid JSON or
 fails the schema becomes a ``failed`` row with ``error_code="invalid_output"`` before retries
 are decided (and ``retries`` re-asks it). The typed columns are made when the rows are joined
-back: pandas dtypes for a DataFrame, stable Arrow types for a Parquet file (nested values as
-JSON text, so every chunk of a file has the same schema).
+back: pandas dtypes for a DataFrame, stable Arrow types for a Parquet file (enums as text,
+nested values as JSON text, so every chunk of a file has the same schema). The Arrow and
+Polars front ends get native types (:mod:`._tables`).
 """
 
 from __future__ import annotations
