@@ -113,16 +113,15 @@ class BulkPlan:
         for raw in ("\n", "\r"):
             text = pc.replace_substring(text, raw, " ")
         aside = np.asarray(pc.invert(pc.fill_null(self._likely_read(text), False)), dtype=bool)
-        rows = np.flatnonzero(~aside)
         at = np.full(n, -1, dtype=np.int64)
-        if not rows.size:
+        if aside.all():
             return Proven(pa.table({}), at)
-        read = text.take(pa.array(rows)) if aside.any() else text
-        table, got = self._read(read)
+        # The rows set aside are read as "{}" (nulls in the joined lines): no copy of the rest.
+        table, got = self._read(_nulled(text, aside) if aside.any() else text)
         if table is None or not got.any():
             return Proven(pa.table({}), at)
-        good = got & self._passes(table, read)
-        at[rows[good]] = np.flatnonzero(good)
+        good = got & ~aside & self._passes(table, text)
+        at[good] = np.flatnonzero(good)
         return Proven(table, at)
 
     def _likely_read(self, text: pa.Array) -> pa.Array:
@@ -140,7 +139,11 @@ class BulkPlan:
         """The answers read with the plan's schema (null rows where a piece failed), and which
         rows were read."""
         lines = pc.binary_join_element_wise(
-            text, pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string())
+            text,
+            pa.scalar("\n", pa.large_string()),
+            pa.scalar("", pa.large_string()),
+            null_handling="replace",
+            null_replacement="{}",
         )
         _, offsets_buf, data_buf = lines.buffers()
         offsets = np.frombuffer(offsets_buf, np.int64, len(lines) + 1, lines.offset * 8)
@@ -227,6 +230,14 @@ class BulkPlan:
                     return np.zeros(table.num_rows, dtype=bool)
                 bad = pc.or_(bad, key_in(extra))
         return ~np.asarray(bad, dtype=bool)
+
+
+def _nulled(text: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``text`` with ``rows`` null: a new validity bitmap over the same offsets and data."""
+    valid = np.concatenate([np.zeros(text.offset, dtype=bool), ~rows])
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    _, offsets, data = text.buffers()
+    return pa.Array.from_buffers(text.type, len(text), [bitmap, offsets, data], offset=text.offset)
 
 
 def _fails(p: _Prop, column: pa.Array) -> pa.Array:

@@ -349,10 +349,13 @@ def _parse_answers(
     index = np.where(at >= 0, at, -1)
     index[good] = bulk.num_rows + np.arange(len(good))  # after the bulk rows
     spread = pa.array(index, mask=index < 0)
-    columns = {
-        name: _column(spec, name, bulk, [values[name][j] for j in where.tolist()], spread, native)
-        for name in spec.columns
-    }
+    with _collector_paused():  # lists read by Arrow become many Python objects too
+        columns = {
+            name: _column(
+                spec, name, bulk, [values[name][j] for j in where.tolist()], spread, native
+            )
+            for name in spec.columns
+        }
     valid = index >= 0
     invalid = ok & ~valid
     message_index = np.full(n, -1, dtype=np.int64)
