@@ -350,3 +350,73 @@ def test_polars_namespace_registers_in_either_import_order(code):
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["PolarsNetmind", "PolarsNetmind"]
+
+
+BULK_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": ["neg", "pos", "mixed"]},
+        "score": {"type": "integer", "minimum": 0},
+        "ratio": {"type": "number"},
+        "flag": {"type": "boolean"},
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["label", "score", "ratio", "flag", "note", "tags"],
+    "additionalProperties": False,
+}
+
+
+def test_bulk_proven_schema_columns_and_invalid_rows_match_cell_by_cell():
+    """A schema Arrow proves in bulk, answers partly corrupted by the server: the same rows
+    are invalid everywhere, with the same messages, and the typed cells agree; pandas keeps
+    its dtypes, Polars and Arrow get native types built straight from Arrow."""
+    from netmind_frames.results._schema import output_schema
+
+    assert output_schema(BULK_SCHEMA).plan is not None  # this schema takes the bulk path
+    with LocalBatchServer(corrupt_rate=0.4, seed=5) as srv:
+        kwargs = connection_kwargs(srv, "openai")
+        outs = run_all(
+            lambda frame: netmind_frames.batch_complete(
+                frame, "{text}", model="m", schema=BULK_SCHEMA, retries=0, **kwargs
+            )
+        )
+    rows = assert_same_cells(outs)
+    statuses = [r["status"] for r in rows]
+    assert "ok" in statuses and "failed" in statuses  # seeded: some answers were corrupted
+    for row in rows:
+        if row["status"] == "failed":
+            assert row["error_code"] == "invalid_output" and row["label"] is None
+        else:
+            assert row["label"] in ("neg", "pos", "mixed") and isinstance(row["tags"], list)
+    dtypes = {n: str(outs["pandas"][n].dtype) for n in BULK_SCHEMA["properties"]}
+    assert dtypes == {"label": "category", "score": "Int64", "ratio": "Float64",
+                      "flag": "boolean", "note": "string", "tags": "object"}  # fmt: skip
+    assert_native_types(
+        outs,
+        {"label": pl.Enum(["neg", "pos", "mixed"]), "score": pl.Int64, "ratio": pl.Float64,
+         "flag": pl.Boolean, "note": pl.String, "tags": pl.List(pl.String)},
+    )  # fmt: skip
+
+
+def test_a_record_batch_reader_is_consumed_batch_by_batch(server):
+    """The reader's batches are spooled as they come, never all held at once, and the
+    result is a pyarrow.Table with the same cells as for the whole table."""
+    table = pa.table({"text": [f"row {i} " + "x" * 2000 for i in range(4000)]})
+    held: list[int] = []
+
+    def batches() -> Any:
+        for batch in table.to_batches(max_chunksize=500):
+            copy = pa.RecordBatch.from_pylist(batch.to_pylist(), schema=table.schema)
+            held.append(pa.total_allocated_bytes())
+            yield copy
+
+    base = pa.total_allocated_bytes()
+    reader = pa.RecordBatchReader.from_batches(table.schema, batches())
+    kwargs = connection_kwargs(server, "netmind")
+    out = netmind_frames.batch_complete(reader, "{text}", model="m", **kwargs)
+    assert isinstance(out, pa.Table) and out.column_names[0] == "text"
+    assert out.column("text").equals(table.column("text"))
+    assert set(out.column("status").to_pylist()) == {"ok"}
+    size = table.nbytes
+    assert len(held) == 8 and max(held) - base < size / 2  # ~1 batch, not the 8 of them

@@ -4,7 +4,9 @@ or a Parquet dataset, local or on object storage (:mod:`._storage_io` opens thos
 :func:`as_source` takes what a caller holds: a pandas DataFrame (:class:`FrameSource`), or a
 Polars DataFrame or LazyFrame, a ``pyarrow.Table`` or ``RecordBatchReader``
 (:class:`TableSource`: the rows as one Arrow table, which the request builders read through a
-pandas view of Arrow-backed columns, without copying them).
+pandas view of Arrow-backed columns, without copying them). A ``RecordBatchReader`` is
+consumed batch by batch into an Arrow IPC spool file, read back memory-mapped (see
+:func:`spooled`): a stream larger than memory never sits on the heap whole.
 
 A source hands out its rows in fixed windows of ``chunk_rows`` (the last one shorter), the
 same windows every time it is read: the shards of a chunk, hence their fingerprints, depend
@@ -15,7 +17,11 @@ memory used (a dataset is read file by file, in path order); CSV and JSONL are r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -194,9 +200,9 @@ Source = FrameSource | FileSource | TableSource
 def as_source(frame: Any) -> FrameSource | TableSource:
     """The source of a frame a caller passed: pandas, Polars (eager or lazy) or Arrow.
 
-    A ``RecordBatchReader`` is read whole (a job reads its rows again for retries and the
-    join); a Polars LazyFrame is collected. Polars is never imported here: a Polars frame can
-    only exist once the caller imported it.
+    A ``RecordBatchReader`` is spooled batch by batch (a job reads its rows again for retries
+    and the join: see :func:`spooled`); a Polars LazyFrame is collected. Polars is never
+    imported here: a Polars frame can only exist once the caller imported it.
     """
     if isinstance(frame, (FrameSource, TableSource)):
         return frame
@@ -205,7 +211,7 @@ def as_source(frame: Any) -> FrameSource | TableSource:
     if isinstance(frame, pa.Table):
         return TableSource(_plain_strings(frame), "arrow")
     if isinstance(frame, pa.RecordBatchReader):
-        return TableSource(_plain_strings(frame.read_all()), "arrow")
+        return TableSource(spooled(frame), "arrow")
     polars = sys.modules.get("polars")
     if polars is not None:
         if isinstance(frame, polars.LazyFrame):
@@ -220,14 +226,49 @@ def as_source(frame: Any) -> FrameSource | TableSource:
 
 def _plain_strings(table: pa.Table) -> pa.Table:
     """``table`` with string views as large strings (the request builders read those)."""
-    fields = [
-        pa.field(f.name, pa.large_string(), f.nullable, f.metadata)
-        if str(f.type) == "string_view"  # pa.types.is_string_view needs pyarrow 16
-        else f
-        for f in table.schema
-    ]
-    schema = pa.schema(fields, table.schema.metadata)
+    schema = pa.schema([_plain_field(f) for f in table.schema], table.schema.metadata)
     return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def spooled(reader: pa.RecordBatchReader, directory: str | None = None) -> pa.Table:
+    """The rows of ``reader`` as a table memory-mapped from an Arrow IPC spool file.
+
+    Each batch is written as it arrives and then dropped, so the stream is never held on the
+    heap whole (``read_all`` would); the table's buffers point into the mapped file, which the
+    operating system pages in and out. A job reads its rows more than once (retries, the
+    join), which a stream cannot do. String views become large strings on the way. The file
+    is removed once mapped (POSIX keeps a mapping alive), else when the table is collected.
+    """
+    schema = pa.schema(
+        [_plain_field(f) for f in reader.schema], reader.schema.metadata
+    )  # fmt: skip
+    fd, name = tempfile.mkstemp(prefix="netmind-frames-", suffix=".arrow", dir=directory)
+    os.close(fd)
+    try:
+        with pa.OSFile(name, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch if batch.schema.equals(schema) else batch.cast(schema))
+        mapped = pa.memory_map(name, "r")
+        table = pa.ipc.open_file(mapped).read_all()  # zero-copy: views into the mapping
+    except BaseException:
+        os.unlink(name)
+        raise
+    try:
+        os.unlink(name)
+    except OSError:  # Windows: a mapped file cannot be removed yet
+        weakref.finalize(table, _remove, name)
+    return table
+
+
+def _remove(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+def _plain_field(field: pa.Field) -> pa.Field:
+    if str(field.type) == "string_view":  # pa.types.is_string_view needs pyarrow 16
+        return pa.field(field.name, pa.large_string(), field.nullable, field.metadata)
+    return field
 
 
 def _arrow_view(table: pa.Table, start: int) -> pd.DataFrame:

@@ -49,6 +49,7 @@ from ..transport._config import (
 from ..transport._connection import Connection, connect
 from ..transport._models import warn_unlisted_models
 from ._estimate import Estimate, check_max_cost, estimate_source
+from ._typing import frame_function
 
 log = logging.getLogger("netmind_frames")
 
@@ -58,11 +59,13 @@ attach = BatchJob.attach
 Mode = Literal["batch", "sync", "auto"]
 
 #: What the entry points take: a pandas or Polars DataFrame, a Polars LazyFrame (collected),
-#: a ``pyarrow.Table`` or ``RecordBatchReader`` (read whole). The result is of the same kind:
-#: pandas for pandas, Polars for Polars, a ``pyarrow.Table`` for Arrow.
+#: a ``pyarrow.Table`` or ``RecordBatchReader`` (spooled batch by batch). The result is of the
+#: same kind: pandas for pandas, Polars for Polars, a ``pyarrow.Table`` for Arrow (a type
+#: checker sees it too: see :mod:`._typing`).
 Frame = Any
 
 
+@frame_function
 def batch_complete(
     frame: Frame,
     prompt: str | None = None,
@@ -108,7 +111,7 @@ def batch_complete(
 
     Args:
         frame: the rows to send: a pandas or Polars DataFrame, a Polars LazyFrame (collected
-            first), a ``pyarrow.Table`` or a ``pyarrow.RecordBatchReader`` (read whole).
+            first), a ``pyarrow.Table`` or a ``pyarrow.RecordBatchReader`` (spooled batch by batch).
         prompt: a ``str.format`` template over column names, e.g. ``"Summarise: {text}"``
             (``{{`` and ``}}`` for literal braces). Or give ``prompt_column`` or
             ``messages_column`` instead.
@@ -320,6 +323,7 @@ def submit(
     )
 
 
+@frame_function
 def batch_embed(
     frame: Frame,
     column: str,

@@ -3,9 +3,16 @@
 A schema is a pydantic model class (recognised by its ``model_json_schema`` method; pydantic
 is never imported here) or a JSON Schema dict whose top level is an object with
 ``properties``. :func:`response_format_for` makes the request parameter;
-:func:`parse_structured` parses each answer with orjson, validates them all at once (against
-the JSON Schema, or with the pydantic model when one was given) and builds one nullable column
-per top-level property.
+:func:`parse_structured` validates the answers and builds one nullable pandas column per
+top-level property; :func:`parse_native` builds Arrow columns of native types instead (the
+Arrow and Polars results), without pandas.
+
+For a JSON Schema dict in :mod:`._bulk`'s subset (flat objects of scalars, string enums and
+arrays of scalars, as most extraction schemas are), Arrow's JSON reader reads all answers at
+once and vectorised checks prove most of them valid: those never become Python objects. Every
+other answer (and every answer under a pydantic model or another schema) is parsed with
+orjson and checked by the compiled validator, all at once; that check alone decides a row is
+invalid and words its message, so the result is the same either way.
 
 Column dtypes, from the property's schema (``$ref`` resolved; a ``null`` branch or type only
 makes it nullable):
@@ -28,7 +35,6 @@ itself, in strict mode. A ``$ref`` must be local (``#/$defs/...``, ``#/definitio
 from __future__ import annotations
 
 import gc
-import operator
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,9 +46,11 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from .._errors import InputError
+from ._bulk import BulkPlan, bulk_plan
+from ._refs import as_dict, check_refs, resolve, type_names
+from ._types import arrow_type
 from ._validation import Failures, model_failures, schema_failures
 
 __all__ = [
@@ -76,6 +84,11 @@ class OutputSchema:
     """Column name -> pandas dtype (see the module docstring)."""
     failures: Failures = field(default=lambda docs, texts: {}, repr=False, compare=False)
     """The bulk check of parsed answers: {index: message} of those that fail."""
+    types: dict[str, pa.DataType | None] = field(default_factory=dict, repr=False, compare=False)
+    """Column name -> its native Arrow type (a string ``enum``: ``large_string``), or None."""
+    plan: BulkPlan | None = field(default=None, repr=False, compare=False)
+    """Arrow's checks that prove most answers valid without a Python object per row (a JSON
+    Schema dict in :mod:`._bulk`'s subset), or None: every answer is checked one by one."""
 
 
 def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
@@ -113,7 +126,7 @@ def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
         document = orjson.loads(orjson.dumps(document))  # a private, plain-JSON copy
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InputError(f"schema is not JSON-serialisable: {exc}") from None
-    _check_refs(document, document)
+    check_refs(document, document)
     top = resolve(document, document)
     properties = top.get("properties")
     if type_names(top) - {"object"} or not isinstance(properties, dict) or not properties:
@@ -134,6 +147,9 @@ def output_schema(schema: Any, *, strict: bool = True) -> OutputSchema:
         dtypes=dtypes,
         # Answers are checked against the model itself when there is one, else the schema.
         failures=model_failures(model) if model is not None else schema_failures(document),
+        types={n: arrow_type(as_dict(properties[n]), document) for n in names},
+        # A model's own checks (validators, strictness) are more than its schema says.
+        plan=bulk_plan(document) if model is None else None,
     )
 
 
@@ -204,53 +220,6 @@ def _dtype(node: dict[str, Any], root: dict[str, Any]) -> Any:
     )
 
 
-def as_dict(node: Any) -> dict[str, Any]:
-    """A schema node as a dict (``true``/``false`` schemas become ``{}``)."""
-    return node if isinstance(node, dict) else {}
-
-
-def resolve(node: dict[str, Any], root: dict[str, Any], depth: int = 0) -> dict[str, Any]:
-    """Follow ``$ref`` chains (local refs only) to the schema they name."""
-    while isinstance(node.get("$ref"), str) and depth < 64:
-        ref = node["$ref"]
-        target: Any = root
-        if ref != "#":
-            if not ref.startswith("#/"):
-                raise InputError(f"schema $ref {ref!r} is not local (only '#/...' is supported)")
-            for part in ref[2:].split("/"):
-                part = part.replace("~1", "/").replace("~0", "~")
-                if not isinstance(target, dict) or part not in target:
-                    raise InputError(f"schema $ref {ref!r} points nowhere")
-                target = target[part]
-        node, depth = as_dict(target), depth + 1
-    return node
-
-
-def type_names(node: dict[str, Any]) -> set[str]:
-    """The type names a node allows (``type`` as a string or a list)."""
-    kind = node.get("type")
-    if isinstance(kind, str):
-        return {kind}
-    return {k for k in kind if isinstance(k, str)} if isinstance(kind, list) else set()
-
-
-#: Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
-_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
-
-
-def _check_refs(node: Any, root: dict[str, Any]) -> None:
-    """Every ``$ref`` in the schema resolves locally, or a clear error now (not at validation)."""
-    if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            resolve({"$ref": node["$ref"]}, root)
-        for key, value in node.items():
-            if key not in _DATA_KEYWORDS:
-                _check_refs(value, root)
-    elif isinstance(node, list):
-        for value in node:
-            _check_refs(value, root)
-
-
 # -- parsing answers --------------------------------------------------------------------------
 
 
@@ -263,6 +232,14 @@ class Structured(NamedTuple):
     """bool per row: an ``ok`` row whose answer is not valid JSON or fails the schema."""
     messages: pd.api.extensions.ExtensionArray
     """string[pyarrow] per row: why the row is invalid, ``NA`` elsewhere."""
+
+
+class NativeStructured(NamedTuple):
+    """What :func:`parse_native` returns: the columns as Arrow arrays of their native types."""
+
+    columns: dict[str, pa.Array]
+    invalid: np.ndarray
+    messages: pa.Array
 
 
 def parse_structured(
@@ -298,48 +275,168 @@ def parse_structured(
     [<NA>, "field 'n': expected integer, got string"]
     """
     spec = output_schema(schema)
-    texts = _as_list(responses)
-    n = len(texts)
+    columns, invalid, messages = _parse_answers(responses, status, spec, native=False)
+    frame = pd.DataFrame({name: _pandas(spec.dtypes[name], columns[name]) for name in spec.columns})
+    return Structured(frame, invalid, pd.array(messages, dtype=STRING))
+
+
+def parse_native(
+    responses: pa.Array | pa.ChunkedArray | pd.Series | Sequence[str | None],
+    status: pa.Array | pa.ChunkedArray | pd.Series | Sequence[str | None] | None,
+    schema: Any,
+) -> NativeStructured:
+    """:func:`parse_structured` with Arrow columns typed from the schema alone (no pandas):
+    ``int64``, ``float64``, ``bool``, ``large_string``, a string ``enum`` as a dictionary of
+    the schema's values in order, arrays as ``large_list``, objects as ``struct``; JSON text
+    when the schema gives no single type."""
+    spec = output_schema(schema)
+    columns, invalid, messages = _parse_answers(responses, status, spec, native=True)
+    return NativeStructured(columns, invalid, messages)
+
+
+def _parse_answers(
+    responses: Any, status: Any, spec: OutputSchema, *, native: bool
+) -> tuple[dict[str, Any], np.ndarray, pa.Array]:
+    """(column per property, invalid, messages as large_string).
+
+    Rows that Arrow proves valid (:mod:`._bulk`) keep their values in Arrow; the others are
+    parsed and checked one by one (orjson + the compiled validator), which decides them and
+    words their messages. A column is a native Arrow array (``native``, or a typed pandas
+    column's source), else a numpy object array of parsed values."""
+    text = _text(responses)
+    n = len(text)
     if status is None:
         ok = np.ones(n, dtype=bool)
     else:
         ok = np.asarray(pc.equal(_arrow(status), "ok").fill_null(False), dtype=bool)
         if len(ok) != n:
             raise InputError(f"{len(ok)} statuses for {n} responses")
-    good = np.zeros(n, dtype=bool)
-    messages: list[str | None] = [None] * n
+    rows = np.flatnonzero(ok)
+    at = np.full(n, -1, dtype=np.int64)  # row -> its row in the bulk table, or -1
+    bulk = pa.table({})
+    if spec.plan is not None and rows.size:
+        proven = spec.plan.prove(text if rows.size == n else text.take(pa.array(rows)))
+        at[rows], bulk = proven.at, proven.table
+    exact = rows[at[rows] < 0]
+    messages: list[str | None] = [None] * len(exact)
     with _collector_paused():  # every step makes many small objects that all survive
-        rows, parsed, sources = _parse(texts, np.flatnonzero(ok).tolist(), messages)
-        failed = spec.failures(parsed, sources)
+        sources = text.take(pa.array(exact)).to_pylist()
+        kept, parsed, texts = _parse(sources, list(range(len(exact))), messages)
+        failed = spec.failures(parsed, texts)
         for j, message in failed.items():
-            messages[rows[j]] = message
-        passed = np.ones(len(rows), dtype=bool)
+            messages[kept[j]] = message
+        passed = np.ones(len(kept), dtype=bool)
         passed[list(failed)] = False
-        good[np.asarray(rows, dtype=np.int64)[passed]] = True
-        if not failed:
-            good_docs = parsed
-        else:
-            good_docs = [doc for doc, keep in zip(parsed, passed.tolist(), strict=True) if keep]
-        frame = _arrow_columns(spec, responses, good_docs, good)
-        overflowed = np.zeros(n, dtype=bool)
-        if frame is None:  # Arrow refused some answer: build the columns value by value
-            docs: list[Any] = [None] * n
-            for i, doc in zip(np.flatnonzero(good).tolist(), good_docs, strict=True):
-                docs[i] = doc
-            columns = {name: _column(name, spec.dtypes[name], docs, good) for name in spec.columns}
-            # A value the column type cannot hold (an integer beyond int64) makes its row
-            # invalid too.
-            for name, (_, overflow) in columns.items():
-                for i in np.flatnonzero(overflow & good).tolist():
-                    good[i], overflowed[i] = False, True
-                    messages[i] = f"field {name!r}: integer out of range for Int64"
-            frame = pd.DataFrame(
-                {name: _mask(values, overflowed) for name, (values, _) in columns.items()}
-            )
+        docs = (
+            parsed if not failed else [d for d, p in zip(parsed, passed.tolist(), strict=True) if p]
+        )
+        good = exact[np.asarray(kept, dtype=np.int64)[passed]]  # rows valid one by one
+        values = {name: [d.get(name) for d in docs] for name in spec.columns}
         # Dropped while the collector is paused: otherwise its next run walks them all.
-        del good_docs, parsed, sources
-    invalid = ok & ~good
-    return Structured(frame, invalid, pd.array(messages, dtype=STRING))
+        del parsed, texts, sources, docs
+    # A value the column type cannot hold (an integer beyond int64) makes its row invalid.
+    fits = np.ones(len(good), dtype=bool)
+    for name in spec.columns:
+        if spec.dtypes[name] == "Int64" and len(good):
+            # 5.0 is a JSON Schema integer (orjson also reads integers beyond 64 bits as floats).
+            values[name] = [int(v) if isinstance(v, float) else v for v in values[name]]
+            for j in np.flatnonzero(_beyond_int64(values[name]) & fits).tolist():
+                fits[j] = False
+                messages[int(np.searchsorted(exact, good[j]))] = (
+                    f"field {name!r}: integer out of range for Int64"
+                )
+    good, where = good[fits], np.flatnonzero(fits)
+    index = np.where(at >= 0, at, -1)
+    index[good] = bulk.num_rows + np.arange(len(good))  # after the bulk rows
+    spread = pa.array(index, mask=index < 0)
+    with _collector_paused():  # lists read by Arrow become many Python objects too
+        columns = {
+            name: _column(
+                spec, name, bulk, [values[name][j] for j in where.tolist()], spread, native
+            )
+            for name in spec.columns
+        }
+    valid = index >= 0
+    invalid = ok & ~valid
+    message_index = np.full(n, -1, dtype=np.int64)
+    message_index[exact] = np.arange(len(exact))
+    text_messages = pa.array(messages, pa.large_string()).take(
+        pa.array(message_index, mask=message_index < 0)
+    )
+    return columns, invalid, text_messages
+
+
+def _beyond_int64(values: list[Any]) -> np.ndarray:
+    return np.array(
+        [isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63
+         for v in values], dtype=bool,
+    )  # fmt: skip
+
+
+def _column(
+    spec: OutputSchema,
+    name: str,
+    bulk: pa.Table,
+    values: list[Any],
+    spread: pa.Array,
+    native: bool,
+) -> Any:
+    """One property's column: the bulk rows' values then ``values`` (the rows valid one by
+    one), put in row order by ``spread``."""
+    kind = spec.types[name]
+    dtype = spec.dtypes[name]
+    if kind is not None:
+        try:
+            tail = pa.array(values, type=kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            tail = None  # a nested value the type cannot hold: the column keeps parsed values
+        if tail is not None and (native or dtype is not object):
+            head = bulk.column(name).combine_chunks().cast(kind) if bulk.num_rows else None
+            out = (pa.concat_arrays([head, tail]) if head is not None else tail).take(spread)
+            if isinstance(dtype, pd.CategoricalDtype):
+                return _dictionary(out, list(dtype.categories))
+            return out
+    # Parsed values, for a pandas object column or JSON text.
+    head_values = bulk.column(name).to_pylist() if bulk.num_rows else []  # lists: to Python
+    objects = np.empty(len(head_values) + len(values) + 1, dtype=object)
+    objects[: len(head_values)] = head_values
+    objects[len(head_values) : -1] = values
+    index = np.asarray(spread.fill_null(-1), dtype=np.int64)
+    picked = objects[index]  # -1: the trailing None
+    if not native:
+        return picked
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in picked], STRING_TYPE)
+
+
+STRING_TYPE = pa.large_string()
+
+
+def _dictionary(values: pa.Array, categories: list[str]) -> pa.DictionaryArray:
+    """String values as a dictionary array holding every category, in schema order."""
+    dictionary = pa.array(categories, STRING_TYPE)
+    codes = pc.index_in(values, value_set=dictionary).cast(pa.int32())
+    return pa.DictionaryArray.from_arrays(codes, dictionary)
+
+
+def _pandas(dtype: Any, column: Any) -> Any:
+    """A column of :func:`_parse_answers` as the pandas array of ``dtype`` (module docstring)."""
+    if isinstance(column, np.ndarray):
+        return pd.Series(column, dtype=object, copy=False)
+    if dtype is object:  # lists and objects read by Arrow
+        out = np.empty(len(column), dtype=object)
+        out[:] = column.to_pylist()
+        return pd.Series(out, dtype=object, copy=False)
+    mask = np.asarray(column.is_null(), dtype=bool)
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(np.asarray(column.fill_null(0), dtype=np.int64), mask)
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(np.asarray(column.fill_null(0.0), dtype=np.float64), mask)
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(np.asarray(column.fill_null(False), dtype=bool), mask)
+    if isinstance(dtype, pd.CategoricalDtype):
+        codes = np.asarray(column.indices.fill_null(-1), dtype=np.int32)
+        return pd.Categorical.from_codes(codes, dtype=dtype)
+    return pd.array(column, dtype=STRING)
 
 
 def _parse(
@@ -370,88 +467,12 @@ def _parse(
     return kept, parsed, sources
 
 
-#: pandas dtype -> the Arrow type the JSON reader parses a column's values into.
-_READ_TYPES = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_()}
-
-
-def _read_type(dtype: Any) -> pa.DataType | None:
-    if isinstance(dtype, (pd.StringDtype, pd.CategoricalDtype)):
-        return pa.large_string()
-    return _READ_TYPES.get(dtype) if isinstance(dtype, str) else None
-
-
-def _arrow_columns(
-    spec: OutputSchema, responses: Any, docs: list[Any], good: np.ndarray
-) -> pd.DataFrame | None:
-    """The typed columns of the ``good`` rows (``docs``: their parsed answers, in row order),
-    their answers parsed by Arrow's JSON reader
-    (C++, on every core) with an explicit schema; nested values (``object`` columns) come
-    from the parsed documents. None when Arrow refuses an answer (an integer beyond int64,
-    ``5.0`` for an integer): the caller then builds the columns value by value."""
-    fields = [(n, _read_type(spec.dtypes[n])) for n in spec.columns]
-    schema = pa.schema([(n, t) for n, t in fields if t is not None])
-    rows = np.flatnonzero(good)
-    if not len(schema) or not rows.size:
-        return None
-    text = _arrow(responses)
-    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    text = pc.cast(text, pa.large_string()).take(pa.array(rows))
-    for raw in ("\n", "\r"):  # in valid JSON only whitespace: keep one answer per line
-        text = pc.replace_substring(text, raw, " ")
-    newline, empty = pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string())
-    lines = pc.binary_join_element_wise(text, newline, empty)
-    _, offsets, data = lines.buffers()
-    size = int(np.frombuffer(offsets, np.int64, len(lines) + 1, lines.offset * 8)[-1])
-    try:
-        table = pj.read_json(
-            pa.BufferReader(pa.py_buffer(data)[:size]),
-            parse_options=pj.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
-    if table.num_rows != rows.size:
-        return None
-    where = np.zeros(len(good), dtype=np.int64)
-    where[rows] = np.arange(rows.size)
-    spread = pa.array(where, mask=~good)  # row -> its line, null for the other rows
-    out: dict[str, Any] = {}
-    for name, kind in fields:
-        dtype = spec.dtypes[name]
-        if kind is None:
-            values = np.empty(len(good), dtype=object)
-            values[rows] = list(map(operator.methodcaller("get", name), docs))
-            out[name] = pd.Series(values, dtype=object, copy=False)
-        else:
-            out[name] = _typed(dtype, table.column(name).combine_chunks().take(spread))
-    return pd.DataFrame(out)
-
-
-def _typed(dtype: Any, arrow: pa.Array) -> Any:
-    """An Arrow column as the pandas array of ``dtype`` (see the module docstring)."""
-    mask = np.asarray(arrow.is_null(), dtype=bool)
-    if dtype == "Int64":
-        return pd.arrays.IntegerArray(np.asarray(arrow.fill_null(0), dtype=np.int64), mask)
-    if dtype == "Float64":
-        return pd.arrays.FloatingArray(np.asarray(arrow.fill_null(0.0), dtype=np.float64), mask)
-    if dtype == "boolean":
-        return pd.arrays.BooleanArray(np.asarray(arrow.fill_null(False), dtype=bool), mask)
-    if isinstance(dtype, pd.CategoricalDtype):
-        categories = pa.array(list(dtype.categories), type=pa.large_string())
-        codes = pc.index_in(arrow, value_set=categories)
-        return pd.Categorical.from_codes(
-            np.asarray(codes.fill_null(-1), dtype=np.int32), dtype=dtype
-        )
-    return pd.array(arrow, dtype=STRING)
-
-
-def _as_list(values: Any) -> list[Any]:
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values.to_pylist()
-    if isinstance(values, pd.Series):
-        return [None if v is None or v is pd.NA or v != v else v for v in values.tolist()]
-    return list(values)
+def _text(values: Any) -> pa.Array:
+    """The answers as one ``large_string`` array."""
+    text = _arrow(values)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks() if text.num_chunks else pa.array([], STRING_TYPE)
+    return text if text.type == STRING_TYPE else pc.cast(text, STRING_TYPE)
 
 
 def _arrow(values: Any) -> pa.Array | pa.ChunkedArray:
@@ -477,49 +498,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _column(name: str, dtype: Any, docs: list[Any], good: np.ndarray) -> tuple[Any, np.ndarray]:
-    """(values, rows whose value does not fit the dtype) of one top-level property."""
-    values = [d.get(name) if g else None for d, g in zip(docs, good, strict=True)]
-    overflow = np.zeros(len(values), dtype=bool)
-    if dtype == "Int64":
-        values = [int(v) if isinstance(v, float) else v for v in values]
-        try:
-            arrow = pa.array(values, type=pa.int64())
-        except (OverflowError, pa.ArrowInvalid):
-            overflow = np.array([v is not None and not -(2**63) <= v < 2**63 for v in values])
-            arrow = pa.array([None if o else v for v, o in zip(values, overflow, strict=True)],
-                             type=pa.int64())  # fmt: skip
-        mask = np.asarray(arrow.is_null(), dtype=bool)
-        data = np.asarray(arrow.fill_null(0), dtype=np.int64)
-        return pd.arrays.IntegerArray(data, mask), overflow
-    if dtype == "Float64":
-        arrow = pa.array(values, type=pa.float64())
-        mask = np.asarray(arrow.is_null(), dtype=bool)
-        return pd.arrays.FloatingArray(np.asarray(arrow.fill_null(0.0)), mask), overflow
-    if dtype == "boolean":
-        arrow = pa.array(values, type=pa.bool_())
-        mask = np.asarray(arrow.is_null(), dtype=bool)
-        flags = np.asarray(arrow.fill_null(False), dtype=bool)
-        return pd.arrays.BooleanArray(flags, mask), overflow
-    if isinstance(dtype, pd.StringDtype):
-        return pd.array(pa.array(values, type=pa.large_string()), dtype=STRING), overflow
-    if isinstance(dtype, pd.CategoricalDtype):
-        # Codes looked up in Arrow: pd.Categorical(values) hashes Python strings one by one.
-        categories = pa.array(list(dtype.categories), type=pa.large_string())
-        codes = pc.index_in(pa.array(values, type=pa.large_string()), value_set=categories)
-        codes_np = np.asarray(codes.fill_null(-1), dtype=np.int32)
-        return pd.Categorical.from_codes(codes_np, dtype=dtype), overflow
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return pd.Series(out, dtype=object, copy=False), overflow
-
-
-def _mask(values: Any, rows: np.ndarray) -> Any:
-    """Set ``rows`` (that turned invalid after their column was built) to NA."""
-    if not rows.any():
-        return values
-    values = values.copy()
-    values[rows] = None
-    return values

@@ -3,27 +3,21 @@
 Checking happens when a chunk's results are collected, so an answer that is not valid JSON or
 fails the schema becomes a ``failed`` row with ``error_code="invalid_output"`` before retries
 are decided (and ``retries`` re-asks it). The typed columns are made when the rows are joined
-back: pandas dtypes for a DataFrame, stable Arrow types for a Parquet file (nested values as
-JSON text, so every chunk of a file has the same schema).
+back: pandas dtypes for a DataFrame, stable Arrow types for a Parquet file (enums as text,
+nested values as JSON text, so every chunk of a file has the same schema). The Arrow and
+Polars front ends get native types (:mod:`._tables`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
 
 from ._results import mark_invalid_output
-from ._schema import OutputSchema, parse_structured
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "Int64": pa.int64(),
-    "Float64": pa.float64(),
-    "boolean": pa.bool_(),
-}
+from ._schema import OutputSchema, parse_native, parse_structured
 
 
 def check_answers(table: pa.Table, spec: OutputSchema) -> pa.Table:
@@ -38,20 +32,19 @@ def typed_frame(results: pa.Table, spec: OutputSchema) -> pd.DataFrame:
 
 
 def typed_arrow(results: pa.Table, spec: OutputSchema) -> dict[str, pa.Array]:
-    """The typed columns as Arrow arrays whose types depend only on the schema."""
-    frame = typed_frame(results, spec)
-    return {name: _to_arrow(frame[name]) for name in spec.columns}
+    """The typed columns as Arrow arrays whose types depend only on the schema, for a file
+    written chunk by chunk: enums as text, lists and objects as JSON text (so an all-null
+    chunk has the same schema as the others)."""
+    columns = parse_native(results.column("response"), results.column("status"), spec).columns
+    return {name: _stable(columns[name]) for name in spec.columns}
 
 
-def _to_arrow(column: pd.Series) -> pa.Array:
-    dtype = str(column.dtype)
-    if dtype in _ARROW_TYPES:
-        return pa.array(column, type=_ARROW_TYPES[dtype], from_pandas=True)
-    if dtype == "object":
-        # Lists and objects differ from chunk to chunk (and may be all-null in one): JSON
-        # text keeps one column type for the whole file.
-        values: list[Any] = column.tolist()
+def _stable(column: pa.Array) -> pa.Array:
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return column.cast(pa.large_string())
+    if pa.types.is_large_list(kind) or pa.types.is_struct(kind):
+        values: list[Any] = column.to_pylist()
         text = [None if v is None else orjson.dumps(v).decode() for v in values]
         return pa.array(text, type=pa.large_string())
-    mask = np.asarray(column.isna(), dtype=bool)
-    return pa.array(column.astype(object).where(~mask, None).tolist(), type=pa.large_string())
+    return column

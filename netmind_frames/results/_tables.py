@@ -23,17 +23,15 @@ caller has imported it already.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-import orjson
-import pandas as pd
 import pyarrow as pa
 
 from .._errors import ColumnError, InputError
-from ._schema import OutputSchema, as_dict, resolve, type_names
-from ._structured import typed_frame
+from ._schema import OutputSchema, parse_native
 
 __all__ = ["join_table", "native_typed", "to_polars"]
 
@@ -83,72 +81,8 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
 
 def native_typed(results: pa.Table, spec: OutputSchema) -> dict[str, pa.Array]:
     """One Arrow array per top-level property of ``spec``, typed from the schema alone (so
-    every chunk, and an all-null column, gets the same type)."""
-    frame = typed_frame(results, spec)
-    root = spec.schema
-    properties = as_dict(resolve(root, root).get("properties"))
-    out: dict[str, pa.Array] = {}
-    for name in spec.columns:
-        column = frame[name]
-        dtype = column.dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            out[name] = _enum(column)
-        elif pd.api.types.is_object_dtype(dtype):
-            out[name] = _nested(column.tolist(), _arrow_type(as_dict(properties.get(name)), root))
-        else:
-            values = pa.array(column, from_pandas=True)
-            out[name] = values.cast(_STR) if pa.types.is_string(values.type) else values
-    return out
-
-
-def _enum(column: pd.Series) -> pa.Array:
-    """A categorical column as an Arrow dictionary array keeping every schema value, in order."""
-    codes = np.asarray(column.cat.codes, dtype=np.int32)
-    indices = pa.array(codes, pa.int32(), mask=codes < 0)
-    dictionary = pa.array([str(c) for c in column.cat.categories], _STR)
-    return pa.DictionaryArray.from_arrays(indices, dictionary)
-
-
-def _nested(values: list[Any], kind: pa.DataType | None) -> pa.Array:
-    """Parsed JSON values as ``kind``; as JSON text when the schema gives no fixed type."""
-    if kind is not None:
-        try:
-            return pa.array(values, type=kind)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            pass  # an answer the schema allowed but the type cannot hold: keep it as text
-    text = [None if v is None else orjson.dumps(v).decode() for v in values]
-    return pa.array(text, type=_STR)
-
-
-def _arrow_type(node: dict[str, Any], root: dict[str, Any]) -> pa.DataType | None:
-    """The Arrow type of values valid under ``node``; None when no single type holds them."""
-    node = resolve(node, root)
-    branches = node.get("anyOf", node.get("oneOf"))
-    if isinstance(branches, list):
-        real = [b for b in map(as_dict, branches) if type_names(resolve(b, root)) != {"null"}]
-        return _arrow_type(real[0], root) if len(real) == 1 else None
-    enum = node.get("enum")
-    if isinstance(enum, list):
-        values = [v for v in enum if v is not None]
-        return _STR if values and all(isinstance(v, str) for v in values) else None
-    if isinstance(node.get("const"), str):
-        return _STR
-    kinds = type_names(node) - {"null"}
-    if len(kinds) != 1:
-        return None
-    kind = kinds.pop()
-    if kind in _SCALARS:
-        return _SCALARS[kind]
-    if kind == "array":
-        item = _arrow_type(as_dict(node.get("items")), root)
-        return None if item is None else pa.large_list(item)
-    properties = node.get("properties")
-    if kind == "object" and isinstance(properties, dict) and properties:
-        fields = [(str(k), _arrow_type(as_dict(v), root)) for k, v in properties.items()]
-        if any(t is None for _, t in fields) or node.get("additionalProperties", True) is not False:
-            return None  # unknown keys would be dropped: keep the whole object as JSON text
-        return pa.struct([(k, t) for k, t in fields])
-    return None
+    every chunk, and an all-null column, gets the same type), built straight from Arrow."""
+    return parse_native(results.column("response"), results.column("status"), spec).columns
 
 
 def to_polars(original: Any, joined: pa.Table) -> Any:
@@ -156,7 +90,7 @@ def to_polars(original: Any, joined: pa.Table) -> Any:
     Arrow), then the columns ``joined`` adds after them, dictionaries as ``Enum``."""
     import polars as pl  # the caller holds a Polars frame: it is imported already
 
-    added = joined.select(joined.column_names[original.width :])
+    added = _as_views(joined.select(joined.column_names[original.width :]))
     result = pl.from_arrow(added)
     assert isinstance(result, pl.DataFrame)
     enums = []
@@ -167,3 +101,19 @@ def to_polars(original: Any, joined: pa.Table) -> Any:
     if enums:
         result = result.with_columns(enums)
     return original.hstack(result.get_columns())
+
+
+def _as_views(table: pa.Table) -> pa.Table:
+    """``table`` with its ``large_string`` columns as ``string_view``, the layout of Polars'
+    ``String``: Polars then takes them without a copy. Arrow makes the views, one column
+    per core at once, where Polars would convert them one after another."""
+    if not hasattr(pa, "string_view"):  # pyarrow < 16: Polars converts them itself
+        return table
+    texts = [i for i, f in enumerate(table.schema) if pa.types.is_large_string(f.type)]
+    if len(texts) < 2:
+        return table
+    with ThreadPoolExecutor(min(len(texts), os.cpu_count() or 1)) as pool:
+        views = list(pool.map(lambda i: table.column(i).cast(pa.string_view()), texts))
+    for i, column in zip(texts, views, strict=True):
+        table = table.set_column(i, table.field(i).with_type(pa.string_view()), column)
+    return table
