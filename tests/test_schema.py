@@ -436,3 +436,23 @@ def test_an_integral_float_for_an_integer_falls_back_to_the_value_by_value_path(
                                                   None, schema)  # fmt: skip
     assert invalid.tolist() == [False, False, True]
     assert "out of range" in messages[2]
+
+
+def test_a_schema_pickles_for_dask_and_spark_workers():
+    # Dask and Spark ship a job's options to their workers by pickling them: the compiled
+    # validator inside must survive (it pickles as its document and compiles again).
+    import pickle
+
+    schema = {
+        "type": "object",
+        "properties": {"stars": {"type": "integer", "minimum": 1}},
+        "required": ["stars"],
+    }
+    spec = output_schema(schema)
+    again = pickle.loads(pickle.dumps(spec))
+    answers = [{"stars": 3}, {"stars": 0}, {"stars": "x"}]
+    texts = [orjson.dumps(a).decode() for a in answers]
+    failed = again.failures(answers, texts)
+    assert sorted(failed) == [1, 2]
+    assert failed == spec.failures(answers, texts)
+    assert "stars" in failed[2]

@@ -41,26 +41,39 @@ def schema_failures(document: dict[str, Any]) -> Failures:
     except jsonschema_rs.ValidationError as exc:
         at = "/".join(map(str, exc.instance_path)) or "the top level"
         raise InputError(f"schema is not a valid JSON Schema: at {at}: {exc.message}") from None
-    try:
-        registry = jsonschema_rs.Registry([(_ANSWER_URI, document)])
-        # One validator over the list of answers: a single call checks every row, and each
-        # error's instance path starts with the row it is about.
-        validator = jsonschema_rs.validator_for(
-            {"type": "array", "items": {"$ref": _ANSWER_URI}}, registry=registry, offline=True
-        )
-    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"schema is not a valid JSON Schema: {first}") from None
+    return _SchemaCheck(document)
 
-    def failures(docs: Sequence[Any], texts: Sequence[str]) -> dict[int, str]:
-        if validator.is_valid(docs):  # the common case: one fast pass, no error objects made
+
+class _SchemaCheck:
+    """A compiled check of answers against one JSON Schema.
+
+    It pickles as its schema document and compiles again when unpickled: Dask and Spark ship
+    a job's options to their workers, and a compiled jsonschema-rs validator cannot be pickled.
+    """
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        try:
+            registry = jsonschema_rs.Registry([(_ANSWER_URI, document)])
+            # One validator over the list of answers: a single call checks every row, and each
+            # error's instance path starts with the row it is about.
+            self._validator = jsonschema_rs.validator_for(
+                {"type": "array", "items": {"$ref": _ANSWER_URI}}, registry=registry, offline=True
+            )
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"schema is not a valid JSON Schema: {first}") from None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_SchemaCheck, (self.document,))
+
+    def __call__(self, docs: Sequence[Any], texts: Sequence[str]) -> dict[int, str]:
+        if self._validator.is_valid(docs):  # the common case: one fast pass, no error objects
             return {}
         found: dict[int, list[Any]] = {}
-        for error in validator.iter_errors(docs):
+        for error in self._validator.iter_errors(docs):
             found.setdefault(int(error.instance_path[0]), []).append(error)
         return {row: _with_more(_message(errors[0]), len(errors)) for row, errors in found.items()}
-
-    return failures
 
 
 def model_failures(model: Any) -> Failures:
