@@ -34,13 +34,14 @@ except ImportError as exc:
         "Spark DataFrames need the spark extra: pip install 'netmind-frames[spark]'"
     ) from exc
 
+import numpy as np
 import openai
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .._errors import InputError
 from ..jobs._options import JobOptions
-from ..results._structured import _ARROW_TYPES, _to_arrow
 from ..transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._api import Mode
 from ._partitions import (
@@ -238,6 +239,28 @@ def _join_task(
     for name, kind in results:
         table = table.append_column(pa.field(name, kind), _arrow(out[name], kind))
     yield from table.to_batches()
+
+
+#: The pandas dtypes of result columns that have an Arrow type of their own (the rest is text).
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "Int64": pa.int64(),
+    "Float64": pa.float64(),
+    "boolean": pa.bool_(),
+}
+
+
+def _to_arrow(column: pd.Series) -> pa.Array:
+    """A pandas result column as Arrow: nullable numbers and booleans as themselves, lists and
+    objects as JSON text (they differ from partition to partition), anything else as text."""
+    dtype = str(column.dtype)
+    if dtype in _ARROW_TYPES:
+        return pa.array(column, type=_ARROW_TYPES[dtype], from_pandas=True)
+    if dtype == "object":
+        values: list[Any] = column.tolist()
+        text = [None if v is None else orjson.dumps(v).decode() for v in values]
+        return pa.array(text, type=pa.large_string())
+    mask = np.asarray(column.isna(), dtype=bool)
+    return pa.array(column.astype(object).where(~mask, None).tolist(), type=pa.large_string())
 
 
 def _arrow(column: pd.Series, kind: pa.DataType) -> pa.Array:
