@@ -11,7 +11,6 @@ downloads are deleted at once, so the spool holds results, not raw files.
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,52 +28,19 @@ from ..build._spool import ChunkPlan, SpooledShard
 from ..results._embeddings import collect_embeddings
 from ..results._results import ShardOutcome, collect_results
 from ..transport._connection import Connection
+from ._batch_status import NOT_SUBMITTED, TERMINAL_STATUSES, note_status
 from ._journal import Journal
 from ._storage import remember_input, remember_results
 from ._submit import shard_key, submit_shard
 
 log = logging.getLogger("netmind_frames")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-#: Every batch status we know: OpenAI's, plus Netmind's ``pending`` (queued at the provider,
-#: the status of the create answer in its guide). Any other is taken as still running.
-KNOWN_STATUSES = TERMINAL_STATUSES | {
-    "validating",
-    "in_progress",
-    "finalizing",
-    "cancelling",
-    "pending",
-}
-#: Our own status of a shard not submitted yet (waiting for a slot). Not ``pending``: that is
-#: a provider's status of a batch that exists.
-NOT_SUBMITTED = "not_submitted"
 #: The first poll comes after this many seconds; the wait then grows to ``poll_interval``.
 _FIRST_POLL = 1.0
 _BACKOFF = 1.5
 #: Polls in a row that may fail (network, 5xx) before the error is raised.
 POLL_FAILURES = 30
 TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
-
-
-_unknown_seen: set[str] = set()
-_unknown_lock = threading.Lock()
-
-
-def note_status(status: str) -> str:
-    """``status``, after a warning in the log the first time this process sees it, if it is
-    not one we know (it is then treated as running: never terminal)."""
-    if status not in KNOWN_STATUSES:
-        with _unknown_lock:
-            first = status not in _unknown_seen
-            _unknown_seen.add(status)
-        if first:
-            log.warning(
-                "batch status %r is not one we know; treating it as still running (polling "
-                "goes on until a terminal status: %s)",
-                status,
-                ", ".join(sorted(TERMINAL_STATUSES)),
-            )
-    return status
 
 
 def cancel_running(client: openai.OpenAI, batches: Sequence[tuple[str, str | None]]) -> None:
