@@ -225,6 +225,7 @@ class NetmindFiles:
                 return str(body["id"])
             except _UrlRefusedError:
                 if renewal == _RENEWALS:
+                    self._discard(str(body["id"]))
                     raise FileTransferError(
                         f"upload of {filename}: {_RENEWALS + 1} presigned upload URLs in a row "
                         "were refused (HTTP 403: expired or a bad signature)"
@@ -236,6 +237,12 @@ class NetmindFiles:
                     body["id"],
                 )
                 self._discard(str(body["id"]))
+            except FileTransferError:
+                # The bytes never arrived (413, retries spent): drop the empty record, or a
+                # later run would find it by its name and create a batch on an empty file
+                # (Netmind lists no sizes that would tell it apart).
+                self._discard(str(body["id"]))
+                raise
         raise AssertionError("unreachable")
 
     def _discard(self, file_id: str) -> None:
