@@ -2,10 +2,18 @@
 
 Generates Parquet files of N rows with ~300-character prompts, starts `netmind-frames serve`
 (immediate engine: ``--seconds-per-request 0``) in its own process, runs `netmind-frames
-complete` as a subprocess against it, and prints the client's wall time split by phase (from
-``--timings``), rows/s and the client's peak RSS (``ru_maxrss`` of the finished child).
+complete` as a subprocess against it, and prints the client's wall time, rows/s, the client's
+peak RSS (``ru_maxrss`` of the finished child) and each stage's busy time (from
+``--timings``). Stages overlap (uploads and downloads run on several threads, parsing while
+files download), so busy times are summed over threads: ``overlap`` is their sum over the
+wall time (1.0: one after another).
 
-    python benchmarks/bench_cli.py [--rows 1000000 5000000] [--chars 300]
+``--python`` runs the same job through the Python API instead (``pd.read_parquet`` then
+``batch_complete``, in a fresh process) and prints what the call adds to the peak RSS (the
+peak during the call minus the RSS before it; Linux's ``clear_refs`` resets the peak) beside
+the input frame's deep memory.
+
+    python benchmarks/bench_cli.py [--rows 1000000 5000000] [--chars 300] [--python]
 """
 
 from __future__ import annotations
@@ -90,15 +98,67 @@ def run_one(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object
         "wall_s": round(wall, 1),
         "rows_per_s": round(rows / wall),
         "peak_rss_mib": round(int(proc.stdout.strip()) / 1024),
-        "phases_s": phases,
+        "busy_s": phases,
+        "overlap": round(sum(phases.values()) / wall, 2),
     }
+
+
+#: The Python variant, run in a fresh process: argv = input, base URL; prints one JSON line.
+PYTHON_JOB = """
+import json, re, sys, time
+import pandas as pd
+import netmind_frames
+from netmind_frames import _timing
+
+def rss(field):
+    text = open("/proc/self/status").read()
+    return int(re.search(rf"^{field}:\\s+(\\d+) kB", text, re.M).group(1)) * 1024
+
+frame = pd.read_parquet(sys.argv[1])
+deep = int(frame.memory_usage(deep=True).sum())
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from the RSS now
+before = rss("VmRSS")
+start = time.perf_counter()
+out = netmind_frames.batch_complete(
+    frame, "Review: {review}", model="m", max_tokens=16, base_url=sys.argv[2],
+    api_key="bench", poll_interval=1, progress=False,
+)
+wall = time.perf_counter() - start
+peak = rss("VmHWM")
+assert len(out) == len(frame) and (out["status"] == "ok").all()
+busy = _timing.totals()
+print(json.dumps({
+    "rows": len(frame), "wall_s": round(wall, 1), "frame_deep_mib": round(deep / 2**20),
+    "rss_before_mib": round(before / 2**20), "added_peak_mib": round((peak - before) / 2**20),
+    "added_over_frame": round((peak - before) / deep, 2), "busy_s": busy,
+    "overlap": round(sum(busy.values()) / wall, 2),
+}))
+"""
+
+
+def run_python(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object]:
+    """The same job through ``batch_complete`` in a fresh process: its memory and time."""
+    source = tmp / f"in-{rows}.parquet"
+    if not source.exists():
+        make_input(source, rows, chars)
+    env = os.environ | {"NETMIND_FRAMES_HOME": str(tmp / f"home-py-{rows}")}
+    proc = subprocess.run(
+        [sys.executable, "-c", PYTHON_JOB, str(source), base_url],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"batch_complete failed ({proc.returncode}):\n{proc.stderr}")
+    return {"python": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--chars", type=int, default=300)
+    parser.add_argument("--python", action="store_true", help="run batch_complete instead")
     args = parser.parse_args()
+    run = run_python if args.python else run_one
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_cli-") as name:
         tmp = Path(name)
@@ -111,13 +171,13 @@ def main() -> None:
         try:
             wait_for_port(port)
             base_url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
-            results = [run_one(rows, args.chars, tmp, base_url) for rows in args.rows]
+            results = [run(rows, args.chars, tmp, base_url) for rows in args.rows]
         finally:
             serve.terminate()
             serve.wait(30)
     for result in results:
         print(json.dumps(result))
-    if len(results) >= 2:
+    if len(results) >= 2 and not args.python:
         ratio = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]  # type: ignore[operator]
         print(f"peak RSS ratio {results[-1]['rows']} / {results[0]['rows']} rows: {ratio:.2f}")
 

@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 #: What makes a start slow: about a second together (server: the optional extra [local]).
 HEAVY = ("pandas", "pyarrow", "numpy", "openai", "httpx2", "starlette", "uvicorn")
 
@@ -54,6 +55,38 @@ def test_quick_cli_commands_import_no_heavy_library(argv, tmp_path):
             assert exc.code == 0, exc.code
     """
     assert heavy_after(code) == []
+
+
+@pytest.mark.parametrize("dialect", ["netmind", "openai"])
+def test_status_of_a_job_imports_neither_openai_nor_pandas(server, dialect, tmp_path, monkeypatch):
+    """``status JOB`` reads the batches with plain GETs (httpx2): no openai, no pandas."""
+    import pandas as pd
+
+    import netmind_frames
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NETMIND_FRAMES_HOME", str(home))
+    base_url = server.base_url if dialect == "netmind" else server.openai_base_url
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(5)]})
+    job = netmind_frames.submit(
+        frame, "{text}", model=MODEL, max_requests=2, max_concurrent_batches=2,
+        base_url=base_url, api_key=server.api_key, progress=False,
+    )  # fmt: skip
+    job.wait(timeout=60)  # two shards done; the third waits for no slot but is submitted
+    code = f"""
+        import contextlib, io, json, os
+        os.environ["NETMIND_FRAMES_HOME"] = {str(home)!r}
+        os.environ["NETMIND_API_KEY"] = {server.api_key!r}
+        from netmind_frames.cli import main
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["status", {job.id!r}]) == 0
+        print(out.getvalue().count("completed"), "completed")
+    """
+    check = f"import sys; print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
+    counted, imported = run(textwrap.dedent(code) + check).strip().splitlines()[-2:]
+    assert counted == "3 completed"
+    assert json.loads(imported) == ["httpx2"]
 
 
 def test_serve_imports_the_server_only_when_it_runs(capsys):

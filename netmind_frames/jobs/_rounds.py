@@ -6,14 +6,22 @@ Shards beyond ``max_concurrent_batches`` wait for a slot; every submission goes 
 late is as exactly-once as the first. A chunk's output and error files are downloaded to the
 spool, parsed into one Arrow table of the chunk's rows, and handed to ``on_chunk``; the
 downloads are deleted at once, so the spool holds results, not raw files.
+
+Transfers overlap: the shards that get a slot are submitted (each its own upload and create)
+by up to ``transfers`` threads at once, and the result files of the chunks that are done are
+downloaded by as many threads while this one parses the chunk whose files have arrived. The
+threads only wait on sockets and disks (the GIL is free meanwhile); each shard's submission
+stays one exactly-once sequence of its own, so running several at once changes nothing about
+what may be paid: a failure in one shard is raised after the others have ended and recorded
+their batches.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,52 +37,22 @@ from ..build._spool import ChunkPlan, SpooledShard
 from ..results._embeddings import collect_embeddings
 from ..results._results import ShardOutcome, collect_results
 from ..transport._connection import Connection
+from ._batch_status import NOT_SUBMITTED, TERMINAL_STATUSES, note_status
 from ._journal import Journal
 from ._storage import remember_input, remember_results
 from ._submit import shard_key, submit_shard
 
 log = logging.getLogger("netmind_frames")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-#: Every batch status we know: OpenAI's, plus Netmind's ``pending`` (queued at the provider,
-#: the status of the create answer in its guide). Any other is taken as still running.
-KNOWN_STATUSES = TERMINAL_STATUSES | {
-    "validating",
-    "in_progress",
-    "finalizing",
-    "cancelling",
-    "pending",
-}
-#: Our own status of a shard not submitted yet (waiting for a slot). Not ``pending``: that is
-#: a provider's status of a batch that exists.
-NOT_SUBMITTED = "not_submitted"
 #: The first poll comes after this many seconds; the wait then grows to ``poll_interval``.
 _FIRST_POLL = 1.0
 _BACKOFF = 1.5
 #: Polls in a row that may fail (network, 5xx) before the error is raised.
 POLL_FAILURES = 30
 TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
-
-
-_unknown_seen: set[str] = set()
-_unknown_lock = threading.Lock()
-
-
-def note_status(status: str) -> str:
-    """``status``, after a warning in the log the first time this process sees it, if it is
-    not one we know (it is then treated as running: never terminal)."""
-    if status not in KNOWN_STATUSES:
-        with _unknown_lock:
-            first = status not in _unknown_seen
-            _unknown_seen.add(status)
-        if first:
-            log.warning(
-                "batch status %r is not one we know; treating it as still running (polling "
-                "goes on until a terminal status: %s)",
-                status,
-                ", ".join(sorted(TERMINAL_STATUSES)),
-            )
-    return status
+#: Uploads (with their creates) or downloads at once. Both providers' file storage serves
+#: parallel transfers; a few keep a fast link busy without hammering a slow one.
+TRANSFERS = 4
 
 
 def cancel_running(client: openai.OpenAI, batches: Sequence[tuple[str, str | None]]) -> None:
@@ -137,40 +115,54 @@ class Driver:
     cancelled: bool = False
     job_id: str = ""
     """Whose files the journal records (its input and result files on the provider)."""
+    transfers: int = TRANSFERS
+    """Submissions (uploads) or downloads running at once."""
 
     # -- submitting -----------------------------------------------------------------------
 
     def submit_ready(self, rnd: Round) -> int:
-        """Submit waiting shards while fewer than ``max_concurrent`` run; how many were."""
+        """Submit waiting shards while fewer than ``max_concurrent`` run; how many were.
+
+        Up to ``transfers`` shards are submitted at once, each exactly once (journal, lookup,
+        upload, create). When one fails, the others still end, their batches are recorded,
+        and then the first failure (in shard order) is raised.
+        """
         if None not in rnd.batch_ids or self.notice_cancel(rnd):
             return 0
         running = sum(1 for b in rnd.batch_ids if b is not None and not self.is_terminal(b))
-        submitted = 0
+        waiting = [i for i, batch_id in enumerate(rnd.batch_ids) if batch_id is None]
+        todo = waiting[: max(0, self.max_concurrent - running)]
         shards = rnd.shards
-        for i, batch_id in enumerate(rnd.batch_ids):
-            if running >= self.max_concurrent:
-                break
-            if batch_id is not None:
-                continue
-            key = shard_key(shards[i], rnd.number)
-            rnd.batch_ids[i] = submit_shard(
+
+        def submit(i: int) -> str:
+            return submit_shard(
                 self.connection,
                 self.journal,
                 shards[i],
                 endpoint=self.endpoint,
                 index=i,
                 total=len(shards),
-                key=key,
+                key=shard_key(shards[i], rnd.number),
                 completion_window=self.completion_window,
                 metadata=rnd.metadata,
                 resubmit=self.resubmit,
                 sleep=self.sleep,
             )
+
+        submitted = 0
+        failure: BaseException | None = None
+        for i, outcome in _each(submit, todo, self.transfers, "submit"):
+            if isinstance(outcome, BaseException):
+                failure = failure or outcome
+                continue
+            rnd.batch_ids[i] = outcome
             if self.job_id:
                 size = shards[i].path.stat().st_size
+                key = shard_key(shards[i], rnd.number)
                 remember_input(self.connection, self.journal, self.job_id, key, size=size)
-            running += 1
             submitted += 1
+        if failure is not None:
+            raise failure
         return submitted
 
     def notice_cancel(self, rnd: Round) -> bool:
@@ -280,7 +272,10 @@ class Driver:
                 if all(done) and finished:
                     return
                 if self.submit_ready(rnd):
-                    continue  # a slot freed up and was filled: poll the new batch at once
+                    # A slot freed up and was filled: poll the new batch at once, then
+                    # soon, as at the start (a quick one may be done in a second).
+                    delay = min(_FIRST_POLL, self.poll_interval)
+                    continue
             if deadline is not None and self.clock() + delay > deadline:
                 raise JobTimeoutError(timeout_message(), job_id)
             with timed("wait"):
@@ -319,32 +314,68 @@ class Driver:
     # -- collecting -----------------------------------------------------------------------
 
     def _collect_ready(self, rnd: Round, on_chunk: Callable[[ChunkPlan, pa.Table], None]) -> None:
-        for chunk in rnd.chunks:
-            if chunk.number in rnd.collected:
-                continue
-            statuses = [self.shard_status(rnd, s.index) for s in chunk.shards]
-            if all(s in TERMINAL_STATUSES for s in statuses):
-                on_chunk(chunk, self.collect(rnd, chunk))
+        ready = [
+            chunk
+            for chunk in rnd.chunks
+            if chunk.number not in rnd.collected
+            and all(self.shard_status(rnd, s.index) in TERMINAL_STATUSES for s in chunk.shards)
+        ]
+        if not ready:
+            return
+        # Every ready chunk's files download at once (bounded) while this thread parses
+        # the chunks, in order, as their files arrive.
+        pool = ThreadPoolExecutor(self.transfers, thread_name_prefix="netmind-frames-download")
+        try:
+            pending = {chunk.number: self._start_downloads(pool, rnd, chunk) for chunk in ready}
+            for chunk in ready:
+                on_chunk(chunk, self.collect(rnd, chunk, pending[chunk.number]))
                 rnd.collected.add(chunk.number)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def collect(self, rnd: Round, chunk: ChunkPlan) -> pa.Table:
-        """Download and parse the results of one chunk whose shards are all terminal."""
+    def _start_downloads(
+        self, pool: ThreadPoolExecutor, rnd: Round, chunk: ChunkPlan
+    ) -> list[Future[dict[str, Path]] | None]:
+        """Start downloading each shard's result files (None: a shard never submitted)."""
+        futures: list[Future[dict[str, Path]] | None] = []
+        for shard in chunk.shards:
+            batch_id = rnd.batch_ids[shard.index]
+            if batch_id is None:
+                futures.append(None)
+                continue
+            prefix = self.spool / f"r{rnd.number}-{shard.index:06d}"
+            futures.append(pool.submit(self._download, self.batches[batch_id], prefix))
+        return futures
+
+    def collect(
+        self,
+        rnd: Round,
+        chunk: ChunkPlan,
+        pending: Sequence[Future[dict[str, Path]] | None] | None = None,
+    ) -> pa.Table:
+        """Download (or take from ``pending``, one per shard) and parse the results of one
+        chunk whose shards are all terminal."""
+        if pending is None:
+            pending = [None] * len(chunk.shards)
         outcomes: list[ShardOutcome] = []
         downloads: list[Path] = []
         batches = []
-        for shard in chunk.shards:
-            batch_id = rnd.batch_ids[shard.index]
-            if batch_id is None:  # never submitted: the job was cancelled first
-                outcomes.append(ShardOutcome(shard.positions, "cancelled", []))
-                continue
-            batch = self.batches[batch_id]
-            batches.append((shard, batch))
-            files = self._download(batch, self.spool / f"r{rnd.number}-{shard.index:06d}")
-            downloads += files.values()
-            outcomes.append(ShardOutcome(shard.positions, str(batch.status), list(files.values())))
-            if self.job_id:
-                self._remember_files(rnd, shard, batch, files)
         try:
+            for shard, future in zip(chunk.shards, pending, strict=True):
+                batch_id = rnd.batch_ids[shard.index]
+                if batch_id is None:  # never submitted: the job was cancelled first
+                    outcomes.append(ShardOutcome(shard.positions, "cancelled", []))
+                    continue
+                batch = self.batches[batch_id]
+                batches.append((shard, batch))
+                prefix = self.spool / f"r{rnd.number}-{shard.index:06d}"
+                files = future.result() if future else self._download(batch, prefix)
+                downloads += files.values()
+                outcomes.append(
+                    ShardOutcome(shard.positions, str(batch.status), list(files.values()))
+                )
+                if self.job_id:
+                    self._remember_files(rnd, shard, batch, files)
             with timed("parse"):
                 collect = (
                     collect_embeddings if chunk.endpoint == EMBEDDINGS_ENDPOINT else collect_results
@@ -391,3 +422,30 @@ def _reconcile(batches: Sequence[tuple[SpooledShard, Any]], table: pa.Table) -> 
                 "completed requests.",
                 stacklevel=5,
             )
+
+
+def _each(
+    work: Callable[[int], str], items: Iterable[int], threads: int, name: str
+) -> list[tuple[int, str | BaseException]]:
+    """``work(item)`` for each item, on up to ``threads`` threads; each item's result or
+    exception, in item order, once every one has ended (none is abandoned half-way)."""
+    items = list(items)
+    if len(items) <= 1 or threads <= 1:
+        out: list[tuple[int, str | BaseException]] = []
+        for item in items:
+            try:
+                out.append((item, work(item)))
+            except Exception as exc:  # raised by the caller after the rest is recorded
+                out.append((item, exc))
+        return out
+    pool = ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix=f"netmind-frames-{name}")
+    try:
+        futures = [(item, pool.submit(work, item)) for item in items]
+        results: list[tuple[int, str | BaseException]] = []
+        for item, future in futures:
+            error = future.exception()
+            results.append((item, error if error is not None else future.result()))
+        return results
+    finally:
+        # On Ctrl-C: shards not started are dropped; those under way end (and are journaled).
+        pool.shutdown(wait=True, cancel_futures=True)

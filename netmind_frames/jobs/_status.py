@@ -2,6 +2,9 @@
 
 These read the journal (a job's shards and their batches) and ask the server about the
 batches; they never rebuild requests, so they are cheap however large the job's input.
+``job_shards`` (``netmind-frames status``) reads the batches with plain GETs and imports
+neither openai nor pandas: the command starts in a fraction of a second. Cancelling needs the
+openai client, imported when it runs.
 """
 
 from __future__ import annotations
@@ -11,12 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigurationError, InputError
-from ..transport._config import resolve_home, resolve_settings
-from ..transport._connection import connect
-from ._cancel import cancel_batches
-from ._checks import check_timeout
+from ..transport._batch_get import read_batches
+from ..transport._config import Settings, resolve_home, resolve_settings
+from ._batch_status import NOT_SUBMITTED, note_status
 from ._journal import JobRecord, Journal
-from ._rounds import NOT_SUBMITTED, note_status
 
 
 @dataclass(frozen=True)
@@ -47,26 +48,20 @@ def job_record(job_id: str) -> tuple[Journal, JobRecord]:
 def job_shards(job_id: str, **connection: Any) -> tuple[JobRecord, list[ShardState]]:
     """The journal's record of a job and each shard's batch status, fetched now."""
     journal, record = job_record(job_id)
-    client = _client(record, connection)
+    settings = _settings(record, connection)
+    shards = [journal.shard(record.base_url, key) for key in record.shard_keys]
+    batch_ids = [s.batch_id for s in shards if s is not None and s.batch_id]
+    batches = iter(read_batches(settings, batch_ids))
     states = []
-    for index, key in enumerate(record.shard_keys):
-        shard = journal.shard(record.base_url, key)
+    for index, shard in enumerate(shards):
         if shard is None or shard.batch_id is None:
             status = "cancelled" if record.cancelled else NOT_SUBMITTED
             states.append(ShardState(index, None, status, 0, 0, 0))
             continue
-        batch = client.batches.retrieve(shard.batch_id)
-        journal.record_status(record.base_url, batch.id, note_status(str(batch.status)))
-        counts = batch.request_counts
+        batch = next(batches)
+        journal.record_status(record.base_url, batch.id, note_status(batch.status))
         states.append(
-            ShardState(
-                index,
-                batch.id,
-                str(batch.status),
-                (counts.completed or 0) if counts else 0,
-                (counts.failed or 0) if counts else 0,
-                (counts.total or 0) if counts else 0,
-            )
+            ShardState(index, batch.id, batch.status, batch.completed, batch.failed, batch.total)
         )
     return record, states
 
@@ -77,10 +72,15 @@ def cancel_job(
     """Cancel a job's running batches, mark it so no more shards are submitted, and wait
     until every batch is terminal (``JobTimeoutError`` after ``timeout`` seconds); the final
     shard states."""
+    # Imported here: they bring openai, which `status` (this module's other user) avoids.
+    from ..transport._connection import connect
+    from ._cancel import cancel_batches
+    from ._checks import check_timeout
+
     check_timeout(timeout)
     journal, record = job_record(job_id)
     journal.mark_cancelled(job_id)
-    client = _client(record, dict(connection))
+    client = connect(_settings(record, dict(connection))).client
     shards = (journal.shard(record.base_url, key) for key in record.shard_keys)
     batch_ids = [s.batch_id for s in shards if s is not None and s.batch_id]
     cancel_batches(
@@ -94,12 +94,11 @@ def cancel_job(
     return job_shards(job_id, **connection)[1]
 
 
-def _client(record: JobRecord, connection: dict[str, Any]) -> Any:
+def _settings(record: JobRecord, connection: dict[str, Any]) -> Settings:
     if record.local:
         raise ConfigurationError(
             f"job {record.job_id} ran on the local batch server of the process that submitted "
             "it (local=True), which stopped with that process"
         )
     base_url = connection.pop("base_url", None) or record.base_url
-    settings = resolve_settings(base_url=base_url, **connection)
-    return connect(settings).client
+    return resolve_settings(base_url=base_url, **connection)

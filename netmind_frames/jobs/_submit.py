@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import openai
@@ -34,10 +35,10 @@ _UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.InternalServerError)
 
 
 class ShardLike(Protocol):
-    """What submission needs of a shard: its bytes (read only when uploading) and its key."""
+    """What submission needs of a shard: its spool file (streamed when uploading) and its key."""
 
     @property
-    def data(self) -> bytes: ...
+    def path(self) -> Path: ...
 
     @property
     def fingerprint(self) -> str: ...
@@ -150,7 +151,7 @@ def shard_key(shard: ShardLike, round_number: int = 0) -> str:
 
 def _upload(connection: Connection, journal: Journal, shard: ShardLike, key: str) -> str:
     with timed("upload"):
-        file_id = connection.files.upload(shard.data, file_name(key))
+        file_id = connection.files.upload(shard.path, file_name(key))
     # Recorded before anything else can fail: a later run then knows the file is ours.
     journal.record_upload(connection.settings.base_url, key, file_id)
     return file_id

@@ -3,8 +3,11 @@
 Netmind's File API is not OpenAI-shaped (batch-api.md §5.2): a JSON ``POST /v1/files`` returns
 an id and a presigned URL, the bytes go up with a ``PUT`` to that URL, and downloads go through
 ``GET /v1/files/{id}/presigned_url``. OpenAI-compatible providers take a multipart upload and
-serve ``GET /files/{id}/content``. Both transports stream downloads to disk, and both list the
-files carrying a name (:meth:`find`), which lets submission recognise its own uploads.
+serve ``GET /files/{id}/content``. Both transports stream uploads from a spool file (a
+``Path``; ``bytes`` are taken too) and downloads to disk, so a shard's bytes are never held in
+memory whole, and several transfers can run at once from threads (the clients are
+thread-safe). Both list the files carrying a name (:meth:`find`), which lets submission
+recognise its own uploads.
 
 A presigned URL is a credential of its own: it never appears in a message or a log. One that
 answers 403 (expired, or a bad signature) is renewed: a download asks for a fresh URL, an upload
@@ -13,13 +16,14 @@ creates a new file (a new id) and puts the bytes there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import IO, Protocol, TypeVar
 
 import httpx2
 import openai
@@ -53,11 +57,30 @@ class RemoteFile:
     created_at: int | None = None
 
 
+#: What an upload takes: a file on disk (streamed from it), or the bytes themselves.
+Payload = bytes | Path
+
+
+def payload_size(data: Payload) -> int:
+    """The bytes an upload of ``data`` sends."""
+    return len(data) if isinstance(data, bytes) else data.stat().st_size
+
+
+def _opened(data: Payload) -> contextlib.AbstractContextManager[IO[bytes] | bytes]:
+    """``data`` as an upload body: an open file (read in chunks as it is sent) or the bytes.
+
+    Opened anew for every attempt, so a retry sends the file from its start.
+    """
+    if isinstance(data, bytes):
+        return contextlib.nullcontext(data)
+    return data.open("rb")
+
+
 class FileTransport(Protocol):
     """What the job needs from a File API."""
 
-    def upload(self, data: bytes, filename: str) -> str:
-        """Upload one JSONL file for ``purpose=batch`` and return its file id."""
+    def upload(self, data: Payload, filename: str) -> str:
+        """Upload one JSONL file (its path, or its bytes) for ``purpose=batch``; its file id."""
         ...
 
     def download(self, file_id: str, dest: Path) -> Path:
@@ -80,7 +103,7 @@ class OpenAIFiles:
         self._client = client
 
     def upload(
-        self, data: bytes, filename: str, sleep: Callable[[float], None] = time.sleep
+        self, data: Payload, filename: str, sleep: Callable[[float], None] = time.sleep
     ) -> str:
         # Sent without the SDK's blind retries: after a lost answer the file may exist
         # already, so look for it (by its fingerprinted name and size) before sending again.
@@ -88,14 +111,16 @@ class OpenAIFiles:
         for attempt in range(_ATTEMPTS):
             try:
                 # A tuple gives the upload a .jsonl name; OpenAI rejects batch files without one.
-                created = client.files.create(
-                    file=(filename, data, "application/jsonl"), purpose="batch"
-                )
+                # An open file is streamed by the multipart encoder (a Path would be read whole).
+                with _opened(data) as body:
+                    created = client.files.create(
+                        file=(filename, body, "application/jsonl"), purpose="batch"
+                    )
                 return created.id
             except openai.RateLimitError:
                 pass  # refused: certainly not stored
             except (openai.APIConnectionError, openai.InternalServerError):
-                found = self._find(filename, len(data))
+                found = self._find(filename, payload_size(data))
                 if found is not None:
                     return found
             if attempt == _ATTEMPTS - 1:
@@ -167,7 +192,7 @@ class NetmindFiles:
         """Close the HTTP connection pool."""
         self._http.close()
 
-    def upload(self, data: bytes, filename: str) -> str:
+    def upload(self, data: Payload, filename: str) -> str:
         # Each step is retried on its own. A create whose answer was lost leaves an empty
         # file record behind (harmless: it holds no bytes and is never used); the PUT to
         # the same presigned URL is idempotent.
@@ -186,7 +211,10 @@ class NetmindFiles:
             return body
 
         def put(url: str) -> None:
-            answer = self._http.put(url, content=data)
+            # A file is streamed with its Content-Length (presigned storage refuses chunked
+            # bodies), so a shard is never held in memory whole.
+            with _opened(data) as body:
+                answer = self._http.put(url, content=body)
             _raise_if_refused(answer, "upload to the presigned URL")
             _raise_for_status(answer, "upload to the presigned URL")
 
@@ -197,6 +225,7 @@ class NetmindFiles:
                 return str(body["id"])
             except _UrlRefusedError:
                 if renewal == _RENEWALS:
+                    self._discard(str(body["id"]))
                     raise FileTransferError(
                         f"upload of {filename}: {_RENEWALS + 1} presigned upload URLs in a row "
                         "were refused (HTTP 403: expired or a bad signature)"
@@ -208,6 +237,12 @@ class NetmindFiles:
                     body["id"],
                 )
                 self._discard(str(body["id"]))
+            except FileTransferError:
+                # The bytes never arrived (413, retries spent): drop the empty record, or a
+                # later run would find it by its name and create a batch on an empty file
+                # (Netmind lists no sizes that would tell it apart).
+                self._discard(str(body["id"]))
+                raise
         raise AssertionError("unreachable")
 
     def _discard(self, file_id: str) -> None:
