@@ -83,7 +83,7 @@ _OWNED_PARAMS = {
 }
 _IN_HELP = (
     "input table (.parquet, .csv, .jsonl) or a directory of Parquet files (a dataset); a "
-    "path or a URL: s3://, gs://, az://, abfs:// (pip install 'netmind-frames[cloud]'), file://"
+    "path or a URL: s3://, gs://, az://, abfs:// (the cloud extra: pip install -e '.[cloud]'), file://"
 )
 _OUT_HELP = "output Parquet file (or, with --dataset, directory); a path or a URL, as IN"
 _SERVE_HELP = "run the local batch server (Netmind + OpenAI dialects) until interrupted"

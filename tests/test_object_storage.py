@@ -243,7 +243,7 @@ def test_file_urls_and_local_datasets(tmp_path, server, monkeypatch):
         ("{tmp}/in.parquet", "s3://no-such-bucket/o.parquet", "no such bucket"),
         ("{tmp}/in.parquet", "s3://{bucket}/o.csv", "OUT s3://{bucket}/o.csv: the result is"),
         ("{tmp}/in.parquet", "s3://{bucket}/in.parquet", "a file, not a dataset"),
-        ("{tmp}/in.parquet", "gs://bucket/o.parquet", "gcsfs: pip install 'netmind-frames[cloud]'"),
+        ("{tmp}/in.parquet", "gs://bucket/o.parquet", "gcsfs: the cloud extra (from a clone of the repository, pip install -e '.[cloud]')"),
     ],
 )
 def test_bad_urls_are_usage_errors_before_anything_is_sent(
@@ -265,5 +265,5 @@ def test_bad_urls_are_usage_errors_before_anything_is_sent(
 def test_a_missing_extra_names_it(monkeypatch, tmp_path):
     """Without fsspec (the extra [cloud]), a URL says what to install; a path needs nothing."""
     monkeypatch.setitem(sys.modules, "fsspec", None)
-    with pytest.raises(InputError, match=r"pip install 'netmind-frames\[cloud\]'"):
+    with pytest.raises(InputError, match=r"pip install -e '\.\[cloud\]'"):
         netmind_frames.batch_complete_file("s3://b/in.parquet", tmp_path / "o.parquet", "{x}")

@@ -317,4 +317,4 @@ def test_without_pyspark_the_error_names_the_extra():
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert "pip install 'netmind-frames[spark]'" in done.stdout
+    assert "pip install -e '.[spark]'" in done.stdout

@@ -42,7 +42,7 @@ REMOTE = {
     "abfs": "adlfs",
     "abfss": "adlfs",
 }
-CLOUD_EXTRA = "pip install 'netmind-frames[cloud]'"
+CLOUD_EXTRA = "the cloud extra (from a clone of the repository, pip install -e '.[cloud]')"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 

@@ -54,7 +54,7 @@ def batch_complete_file(
         input: a Parquet, CSV or JSONL file, or a directory of Parquet files (a dataset;
             hive partitions such as ``region=eu/`` come back as columns); a local path or a
             URL: ``s3://``, ``gs://``, ``az://``/``abfs://`` (the extra ``[cloud]``:
-            ``pip install 'netmind-frames[cloud]'``) or ``file://``. Parquet is streamed
+            ``pip install -e '.[cloud]'``) or ``file://``. Parquet is streamed
             window by window: memory does not grow with the input.
         output: where the input's columns, in order, plus the result columns go: a Parquet
             file, or with ``dataset=True`` a directory (prefix) of part files

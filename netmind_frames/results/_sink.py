@@ -129,7 +129,25 @@ class ParquetSink:
         return f"{self._remote.path.rstrip('/').rsplit('/', 1)[0]}/{hidden}"
 
     def write(self, table: pa.Table) -> None:
-        """Write one window: appended to the file, or as the dataset's next part file."""
+        """Write one window: appended to the file, or as the dataset's next part file.
+
+        An ``OSError`` names OUT, never the temporary name (a caller tells the user what to
+        fix, and the temporary name is gone by then)."""
+        try:
+            self._write(table)
+        except OSError as exc:
+            raise OSError(exc.errno, self._reason(exc)) from exc
+
+    def _reason(self, exc: OSError) -> str:
+        # Arrow's messages quote the file then add "Detail: [errno 21] Is a directory".
+        text = (exc.strerror or str(exc)).split("Detail: ")[-1]
+        return text.replace(self._tmp, self._location)
+
+    @property
+    def _location(self) -> str:
+        return str(self._local) if self._local is not None else self._remote.path  # type: ignore[union-attr]
+
+    def _write(self, table: pa.Table) -> None:
         if self.dataset:
             part = f"{self._tmp}/part-{self._parts:05d}.parquet"
             if self._remote is None:
