@@ -25,7 +25,8 @@ try:
     import dask.dataframe as dd
 except ImportError as exc:  # pragma: no cover - the hook imports this only with Dask present
     raise ImportError(
-        "Dask DataFrames need the dask extra: from a clone of the repository, pip install -e '.[dask]'"
+        "Dask DataFrames need the dask extra: from a clone of the repository, "
+        "pip install -e '.[dask]'"
     ) from exc
 
 import openai

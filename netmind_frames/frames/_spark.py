@@ -31,7 +31,8 @@ try:
     from pyspark.sql.types import StructField, StructType
 except ImportError as exc:
     raise ImportError(
-        "Spark DataFrames need the spark extra: from a clone of the repository, pip install -e '.[spark]'"
+        "Spark DataFrames need the spark extra: from a clone of the repository, "
+        "pip install -e '.[spark]'"
     ) from exc
 
 import numpy as np
