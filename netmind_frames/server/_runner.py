@@ -14,7 +14,6 @@ requests whose answers were not saved.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
@@ -26,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from ._embed import embed_with_input
-from ._engine import complete_with_prompt, last_user_text
+from ._answer import answer, unit
+from ._engine import last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
 from ._ids import fast_hex
@@ -58,21 +57,6 @@ class _Job:
     order: list[int]
     last: float = field(default_factory=time.monotonic)
     allowance: float = 0.0
-
-
-def _unit(*parts: object) -> float:
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def corrupt_seed(seed: int, scope: str, key: object, rate: float) -> str | None:
-    """The seed of a ``corrupt_rate`` corruption for one answer, or None (keep it intact).
-
-    Batch answers are drawn per (seed, batch, custom_id): a retry in a new batch draws again.
-    """
-    if rate and _unit(seed, "corrupt", scope, key) < rate:
-        return f"{seed}:{scope}:{key}"
-    return None
 
 
 class Runner:
@@ -280,56 +264,26 @@ class Runner:
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             seed, is_embeddings = rec.seed, rec.obj["endpoint"] == "/v1/embeddings"
-        out: list[bytes] = []
-        err: list[bytes] = []
-        prompt = completion = 0
-        executed: list[tuple[str, Any, int, str | None]] = []
-        for pos in job.order[start:stop]:
-            req = orjson.loads(job.lines[pos])
-            cid = req["custom_id"]
-            text: str | None
-            if self.fail_rate and _unit(seed, batch_id, cid) < self.fail_rate:
-                status, body = (
-                    500,
-                    error_body(
-                        "The server had an error while processing your request. Sorry about that!",
-                        type="server_error",
-                    ),
-                )
-                text = last_user_text(req.get("body"))
-            elif is_embeddings:
-                status, body, text = embed_with_input(req.get("body"))
-            else:
-                corrupt = corrupt_seed(seed, batch_id, cid, self.corrupt_rate)
-                status, body, text = complete_with_prompt(req.get("body"), corrupt=corrupt)
-            executed.append((batch_id, cid, status, text))
-            line = {
-                "id": "batch_req_" + fast_hex(),
-                "custom_id": cid,
-                "response": {
-                    "status_code": status,
-                    "request_id": "req_" + fast_hex(),
-                    "body": body,
-                },
-                "error": None,
-            }
-            if status == 200:
-                out.append(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY))
-                prompt += body["usage"]["prompt_tokens"]
-                completion += body["usage"].get("completion_tokens", 0)
-            else:
-                err.append(orjson.dumps(line))
+        done = answer(
+            (job.lines[pos] for pos in job.order[start:stop]),
+            batch_id=batch_id,
+            seed=seed,
+            embeddings=is_embeddings,
+            fail_rate=self.fail_rate,
+            corrupt_rate=self.corrupt_rate,
+            log=self.log is not None,
+        )
         self.store.record_progress(
             batch_id,
-            out=b"".join(x + b"\n" for x in out),
-            err=b"".join(x + b"\n" for x in err),
+            out=done.out,
+            err=done.err,
             done=stop,
-            completed=len(out),
-            failed=len(err),
-            usage=(prompt, completion),
+            completed=done.completed,
+            failed=done.failed,
+            usage=(done.prompt_tokens, done.completion_tokens),
         )
         if self.log is not None:
-            self.log.extend(executed)
+            self.log.extend(done.executed)
 
     def _run_upstream(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
         """Run ``job.order[start:stop]`` upstream; save each answer once all before it are."""
@@ -342,7 +296,7 @@ class Runner:
             req = orjson.loads(job.lines[pos])
             body = req.get("body")
             texts.append(embed_text(body) if _is_embeddings(req) else last_user_text(body))
-            if self.fail_rate and _unit(seed, batch_id, req["custom_id"]) < self.fail_rate:
+            if self.fail_rate and unit(seed, batch_id, req["custom_id"]) < self.fail_rate:
                 failed: Future[bytes] = Future()
                 failed.set_result(_failed_line(req["custom_id"]))
                 slots.append(failed)
