@@ -45,6 +45,17 @@ class Lines(Sequence[bytes]):
                 return cls(b"")
             return cls(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
 
+    @classmethod
+    def of_offsets(cls, path: Path, starts: array[int], ends: array[int]) -> Lines:
+        """The lines of the file at ``path`` at known offsets (a validation done elsewhere)."""
+        lines = cls.of_file(path)
+        lines._starts, lines._ends = starts, ends
+        return lines
+
+    def offsets(self) -> tuple[array[int], array[int]]:
+        """The start and end offsets of every kept line (what :meth:`of_offsets` takes)."""
+        return self._starts, self._ends
+
     def numbered(self) -> Iterator[tuple[int, int, int]]:
         """Every line as (1-based number, start, end), blank ones included, in file order."""
         buffer, size, start, number = self._buffer, len(self._buffer), 0, 1
