@@ -28,6 +28,7 @@ from netmind_frames.server._engine import complete_with_prompt, last_user_text
 from netmind_frames.server._envelope import error_body
 from netmind_frames.server._runner import Runner
 from netmind_frames.server._store import Store
+from netmind_frames.server._validate import validate_input
 
 SCHEMA = {
     "type": "object",
@@ -244,3 +245,17 @@ def test_serve_flags_for_the_worker_processes():
     assert (args.processes, args.process_min_bytes) == (0, 5)
     defaults = top.parse_args(["serve"])
     assert (defaults.processes, defaults.process_min_bytes) == (2, 16_000_000)
+
+
+def test_validation_skips_blank_lines_and_numbers_errors_by_file_line():
+    good = b'{"custom_id": "%d", "url": "/v1/chat/completions", "body": {"model": "m"}}'
+    data = b"\n".join([good % 1, b"", b"  \t", b" " + good % 2 + b"\r", b"\x0c", good % 3, b""])
+    checked = validate_input(data, "/v1/chat/completions")
+    assert checked.errors == [] and checked.model == "m"
+    assert [orjson.loads(x)["custom_id"] for x in checked.lines] == ["1", "2", "3"]
+    bad = validate_input(data + b" {nope\n" + good % 1, "/v1/chat/completions")
+    assert [(e["code"], e["line"]) for e in bad.errors] == [
+        ("invalid_json_line", 7),
+        ("duplicate_custom_id", 8),
+    ]
+    assert validate_input(b"\n \n", "/v1/chat/completions").errors[0]["code"] == "empty_file"
