@@ -20,7 +20,7 @@ import orjson
 import pytest
 from conftest_server import run_batch, wait_for
 
-from netmind_frames.server import LocalBatchServer, _ids, _store
+from netmind_frames.server import LocalBatchServer, _ids, _pool, _store
 from netmind_frames.server._answer import answer, corrupt_seed, unit
 from netmind_frames.server._cli import add_serve_parser
 from netmind_frames.server._embed import embed_with_input
@@ -259,3 +259,15 @@ def test_validation_skips_blank_lines_and_numbers_errors_by_file_line():
         ("duplicate_custom_id", 8),
     ]
     assert validate_input(b"\n \n", "/v1/chat/completions").errors[0]["code"] == "empty_file"
+
+
+def test_a_batch_is_answered_in_the_server_when_no_worker_can_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(_pool.sys, "executable", str(tmp_path / "no-such-python"))
+    lines = mixed_lines(300)
+    rec, out, err = _run_alone(
+        tmp_path, b"\n".join(lines) + b"\n", processes=1, process_min_bytes=0
+    )
+    assert rec["status"] == "completed"
+    assert rec["request_counts"]["completed"] + rec["request_counts"]["failed"] == len(lines)
+    assert _ids._PREFIX.encode() in out  # answered here, after the worker was given up
+    assert len(out.splitlines()) + len(err.splitlines()) == len(lines)

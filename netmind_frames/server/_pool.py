@@ -32,6 +32,10 @@ from ._validate import Lines, validate_input
 _SIZE = struct.Struct("<Q")
 
 
+class WorkerLost(Exception):
+    """A worker process could not be started or ended mid-call (not an error of the work)."""
+
+
 def validate_file(
     path: Path, endpoint: str, models: frozenset[str] | None
 ) -> tuple[list[dict[str, Any]], str | None, array[int], array[int]]:
@@ -80,8 +84,11 @@ class _Worker:
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        _send(self._proc.stdin, (fn, args, kwargs))
-        ok, result = _receive(self._proc.stdout)
+        try:
+            _send(self._proc.stdin, (fn, args, kwargs))
+            ok, result = _receive(self._proc.stdout)
+        except (EOFError, OSError) as exc:
+            raise WorkerLost(f"worker process {self._proc.pid} ended") from exc
         if not ok:
             raise RuntimeError(f"worker process failed: {result}")
         return result
@@ -108,19 +115,28 @@ class Pool:
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
 
-    def _worker(self) -> _Worker:
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         worker: _Worker | None = getattr(self._local, "worker", None)
         if worker is None:
-            worker = self._local.worker = _Worker()
+            try:
+                worker = _Worker()
+            except OSError as exc:
+                raise WorkerLost(f"cannot start a worker process: {exc}") from exc
+            self._local.worker = worker
             with self._lock:
                 self._workers.append(worker)
-        return worker
+        try:
+            return worker.call(fn, args, kwargs)
+        except WorkerLost:
+            self._local.worker = None  # the next call starts a new one
+            worker.close()
+            raise
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` (a module-level function) in a worker process."""
         if self._threads is None:
             self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="netmind-worker")
-        return self._threads.submit(lambda: self._worker().call(fn, args, kwargs))
+        return self._threads.submit(self._call, fn, args, kwargs)
 
     def close(self) -> None:
         """Stop the workers; work not started is dropped (the saved state says what is left)."""

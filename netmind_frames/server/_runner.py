@@ -31,7 +31,7 @@ from ._engine import last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
 from ._ids import fast_hex
-from ._pool import Pool, answer_blob, validate_file
+from ._pool import Pool, WorkerLost, answer_blob, validate_file
 from ._store import Store
 from ._upstream import Stopped, Upstream
 from ._validate import Lines, Validated, validate_input
@@ -183,6 +183,15 @@ class Runner:
             errors={"object": "list", "data": [err]},
         )
 
+    def _local_only(self) -> None:
+        """Stop using worker processes (one could not start or died)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        for job in self._jobs.values():
+            job.remote = False
+        self._pending.clear()
+
     def _park(self, batch_id: str, future: Future[Any], then: Callable[[Any], int]) -> int:
         """Remember work sent to a worker; ``then(result)`` runs in a later step."""
         self._pending[batch_id] = (future, then)
@@ -198,7 +207,14 @@ class Runner:
             if not future.done():
                 return _TIMED
             del self._pending[batch_id]
-            return then(future.result())
+            try:
+                result = future.result()
+            except WorkerLost:
+                # Nothing was recorded: the same step is redone in this thread from now on.
+                logger.warning("a worker process was lost; answering in the server process")
+                self._local_only()
+                return _HOT
+            return then(result)
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             status, done, deadline = rec.obj["status"], rec.done, rec.deadline
