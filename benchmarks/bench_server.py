@@ -3,7 +3,9 @@
 Upload (openai ``files.create``) -> ``batches.create`` -> poll until completed -> download the
 output (``files.content``). Prints seconds per phase, requests/s end to end and peak RSS.
 
-    python benchmarks/bench_server.py [--rows 100000] [--chars 300]
+    python benchmarks/bench_server.py [--rows 100000] [--chars 300] [--processes 2]
+
+``--processes 0`` answers in the server's own runner thread (as before worker processes).
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--chars", type=int, default=300)
+    parser.add_argument("--processes", type=int, default=2, help="server worker processes")
     args = parser.parse_args()
     data = build(args.rows, args.chars)
     print(f"input: {args.rows:,} requests, {len(data) / 1e6:.1f} MB")
     phases: dict[str, float] = {}
     with (
-        LocalBatchServer() as server,
+        LocalBatchServer(processes=args.processes) as server,
         openai.OpenAI(
             base_url=server.openai_base_url, api_key=server.api_key, timeout=600
         ) as client,

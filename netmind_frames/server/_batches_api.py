@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..results._answer_lines import NO_ANSWER, error_envelope
+from ._answer import corrupt_seed
 from ._context import Context, ctx
 from ._dialect import is_netmind_batches
 from ._embed import embed_with_input
@@ -27,7 +28,7 @@ from ._engine import complete_with_prompt, last_user_text
 from ._envelope import ApiError, JSONResponse, not_found
 from ._ids import is_batch_id, is_file_id
 from ._objects import int_param, page
-from ._runner import corrupt_seed, embed_text
+from ._runner import embed_text
 from ._store import StoreError
 
 PREFIXES = ("/v1", "/inference-api/openai/v1")

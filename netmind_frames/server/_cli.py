@@ -160,6 +160,21 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="fraction of json_schema chat answers replaced by broken JSON (default: 0)",
     )
     p.add_argument(
+        "--processes",
+        type=_at_least(0),
+        default=2,
+        metavar="N",
+        help="worker processes that validate and answer large batches, so transfers keep "
+        "their speed meanwhile; 0: all in the server process (default: 2)",
+    )
+    p.add_argument(
+        "--process-min-bytes",
+        type=_at_least(0),
+        default=16_000_000,
+        metavar="B",
+        help="input files from this size on go to the worker processes (default: 16000000)",
+    )
+    p.add_argument(
         "--endpoints",
         type=_endpoints,
         default=ENDPOINTS,
@@ -368,6 +383,8 @@ def run_serve(
         presigned_ttl=args.presigned_ttl,
         presigned_max_bytes=args.presigned_max_bytes,
         allow_unauthenticated=args.no_auth,
+        processes=args.processes,
+        process_min_bytes=args.process_min_bytes,
     )
     stop = stop or threading.Event()
     previous = None

@@ -52,6 +52,13 @@ def _file(request: Request) -> FileRecord:
     return rec
 
 
+class _FileResponse(FileResponse):
+    """A file sent in 1 MiB reads: Starlette's 64 KiB cost a worker-thread hop every 64 KiB
+    (1,600 for a 100 MB output file), which slowed downloads while the event loop was busy."""
+
+    chunk_size = 1 << 20
+
+
 def _copy(src: IO[bytes], dest: Path) -> None:
     with dest.open("wb") as fh:
         shutil.copyfileobj(src, fh, 1 << 20)
@@ -167,7 +174,9 @@ async def delete_file(request: Request) -> Response:
 async def file_content(request: Request) -> Response:
     """``GET /v1/files/{id}/content``: the raw bytes."""
     rec = _file(request)
-    return FileResponse(ctx(request).store.data_path(rec.id), media_type="application/octet-stream")
+    return _FileResponse(
+        ctx(request).store.data_path(rec.id), media_type="application/octet-stream"
+    )
 
 
 async def presigned_download(request: Request) -> Response:
@@ -214,7 +223,7 @@ async def presigned_put(request: Request) -> Response:
     tmp = store.new_tmp_path()
     seen = 0
     try:
-        with tmp.open("wb") as fh:
+        with tmp.open("wb", buffering=1 << 20) as fh:  # few large writes, not one per chunk
             async for chunk in request.stream():
                 seen += len(chunk)
                 if seen > limit:  # a chunked body has no Content-Length to check first
@@ -242,7 +251,7 @@ async def presigned_get(request: Request) -> Response:
     store = ctx(request).store
     if store.get_file(file_id) is None:
         raise not_found("File", file_id)
-    return FileResponse(store.data_path(file_id), media_type="application/octet-stream")
+    return _FileResponse(store.data_path(file_id), media_type="application/octet-stream")
 
 
 routes = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+from collections.abc import Iterator
 
 FILE_ID_RE = re.compile(r"file-[0-9a-f]{24}")
 BATCH_ID_RE = re.compile(r"batch_[0-9a-f]{24}")
@@ -45,3 +46,14 @@ def fast_hex() -> str:
     request at 100,000 requests per batch) and never repeated by one server.
     """
     return f"{_PREFIX}{next(_COUNTER):016x}"
+
+
+def prefix() -> bytes:
+    """The id prefix of :func:`fast_hex`, as bytes (for ids formatted in bulk)."""
+    return _PREFIX.encode()
+
+
+def counter() -> Iterator[int]:
+    """The counter of :func:`fast_hex`: ids formatted in bulk draw from it, so they never
+    repeat one :func:`fast_hex` returns."""
+    return _COUNTER

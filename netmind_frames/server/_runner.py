@@ -14,30 +14,32 @@ requests whose answers were not saved.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ._embed import embed_with_input
-from ._engine import complete_with_prompt, last_user_text
+from ._answer import Answered, answer, unit
+from ._engine import last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
 from ._ids import fast_hex
+from ._pool import Pool, WorkerLost, answer_blob, validate_file
 from ._store import Store
 from ._upstream import Stopped, Upstream
-from ._validate import Validated, validate_input
+from ._validate import Lines, Validated, validate_input
 
 logger = logging.getLogger("netmind_frames.server")
 
 CHUNK = 2000
+PROCESS_CHUNK = 50_000  # requests per chunk a worker process answers (cancel is checked between)
 _TICK = 0.02
 _IDLE, _TIMED, _HOT = 0, 1, 2
 _NOT_RUN = {
@@ -52,27 +54,22 @@ _NOT_RUN = {
 }
 
 
+@dataclass(frozen=True)
+class _Input:
+    path: Path
+    endpoint: str
+    seed: int
+    shuffle: bool
+    remote: bool  # validated and answered in worker processes
+
+
 @dataclass
 class _Job:
     lines: Sequence[bytes]
     order: list[int]
+    remote: bool = False  # answered in worker processes
     last: float = field(default_factory=time.monotonic)
     allowance: float = 0.0
-
-
-def _unit(*parts: object) -> float:
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def corrupt_seed(seed: int, scope: str, key: object, rate: float) -> str | None:
-    """The seed of a ``corrupt_rate`` corruption for one answer, or None (keep it intact).
-
-    Batch answers are drawn per (seed, batch, custom_id): a retry in a new batch draws again.
-    """
-    if rate and _unit(seed, "corrupt", scope, key) < rate:
-        return f"{seed}:{scope}:{key}"
-    return None
 
 
 class Runner:
@@ -97,6 +94,11 @@ class Runner:
         ends ``cancelled``; Netmind finishes in-flight requests first, for up to 10 minutes.
     model_allowlist:
         The models a batch may name; a batch naming another fails validation. None: any.
+    processes:
+        Worker processes for large batches (0: every batch is answered in this thread).
+    process_min_bytes:
+        Input files from this size on are validated and answered in the worker processes
+        (with ``seconds_per_request=0`` and no ``upstream``); smaller ones in this thread.
     """
 
     def __init__(
@@ -110,8 +112,14 @@ class Runner:
         upstream: Upstream | None = None,
         cancel_after: float = 0.0,
         model_allowlist: frozenset[str] | None = None,
+        processes: int = 0,
+        process_min_bytes: int = 16_000_000,
     ) -> None:
         self.store = store
+        self._pool = Pool(processes) if processes > 0 else None
+        self.process_min_bytes = process_min_bytes
+        # batch id -> (work running in a worker process, what to do with its result)
+        self._pending: dict[str, tuple[Future[Any], Callable[[Any], int]]] = {}
         self.model_allowlist = model_allowlist
         self.cancel_after = cancel_after
         self._cancel_seen: dict[str, float] = {}  # batch id -> when the runner saw the cancel
@@ -139,6 +147,9 @@ class Runner:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._pool is not None:
+            self._pool.close()  # unrecorded work is redone after a restart
+            self._pending.clear()
         if self.upstream is not None:
             self.upstream.close()
 
@@ -163,6 +174,7 @@ class Runner:
 
     def _fail(self, batch_id: str, code: str, message: str) -> None:
         self._jobs.pop(batch_id, None)
+        self._pending.pop(batch_id, None)
         err = {"code": code, "message": message, "param": None, "line": None}
         self.store.update(
             batch_id,
@@ -171,7 +183,38 @@ class Runner:
             errors={"object": "list", "data": [err]},
         )
 
+    def _local_only(self) -> None:
+        """Stop using worker processes (one could not start or died)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        for job in self._jobs.values():
+            job.remote = False
+        self._pending.clear()
+
+    def _park(self, batch_id: str, future: Future[Any], then: Callable[[Any], int]) -> int:
+        """Remember work sent to a worker; ``then(result)`` runs in a later step."""
+        self._pending[batch_id] = (future, then)
+        future.add_done_callback(lambda _: self._wake.set())
+        return _TIMED
+
     def _step(self, batch_id: str) -> int:
+        pending = self._pending.get(batch_id)
+        if pending is not None:
+            # Work in a worker is recorded before anything else (a cancel or expiry included),
+            # as a chunk run in this thread is.
+            future, then = pending
+            if not future.done():
+                return _TIMED
+            del self._pending[batch_id]
+            try:
+                result = future.result()
+            except WorkerLost:
+                # Nothing was recorded: the same step is redone in this thread from now on.
+                logger.warning("a worker process was lost; answering in the server process")
+                self._local_only()
+                return _HOT
+            return then(result)
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             status, done, deadline = rec.obj["status"], rec.done, rec.deadline
@@ -213,46 +256,66 @@ class Runner:
             if n == 0:
                 return _TIMED
         else:
-            n = CHUNK
-        self._run(batch_id, job, done, min(done + n, len(job.lines)))
-        return _HOT if self.seconds_per_request == 0 else _TIMED
+            n = PROCESS_CHUNK if job.remote else CHUNK
+        return self._run(batch_id, job, done, min(done + n, len(job.lines)))
 
     def _job(self, batch_id: str) -> _Job | None:
         job = self._jobs.get(batch_id)
         if job is not None:
             return job
-        read = self._read_input(batch_id)
-        if read is None:
+        found = self._input(batch_id)
+        if found is None:
             return None
-        checked, seed, shuffle = read
-        return self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
+        checked = validate_input(found.path, found.endpoint, self.model_allowlist)
+        return self._remember(batch_id, checked.lines, found)
 
-    def _read_input(self, batch_id: str) -> tuple[Validated, int, bool] | None:
-        """The batch's input file, validated, with its shuffle settings; None (and the batch
-        failed) when the file is gone."""
+    def _input(self, batch_id: str) -> _Input | None:
+        """Where the batch's input file is, with its settings; None (and the batch failed)
+        when the file is gone."""
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             file_id, endpoint = rec.obj["input_file_id"], rec.obj["endpoint"]
             seed, shuffle = rec.seed, rec.shuffle
-        if self.store.get_file(file_id) is None:
+        file = self.store.get_file(file_id)
+        if file is None:
             self._fail(batch_id, "invalid_file", f"The input file {file_id} no longer exists.")
             return None
-        path = self.store.data_path(file_id)
-        return validate_input(path, endpoint, self.model_allowlist), seed, shuffle
+        remote = (
+            self._pool is not None
+            and self.upstream is None
+            and self.seconds_per_request == 0
+            and file.bytes >= self.process_min_bytes
+        )
+        return _Input(self.store.data_path(file_id), endpoint, seed, shuffle, remote)
 
-    def _remember(self, batch_id: str, lines: Sequence[bytes], *, seed: int, shuffle: bool) -> _Job:
+    def _remember(self, batch_id: str, lines: Sequence[bytes], found: _Input) -> _Job:
         order = list(range(len(lines)))
-        if shuffle:
-            random.Random(f"{seed}:{batch_id}").shuffle(order)
-        job = _Job(lines=lines, order=order)
+        if found.shuffle:
+            random.Random(f"{found.seed}:{batch_id}").shuffle(order)
+        job = _Job(lines=lines, order=order, remote=found.remote)
         self._jobs[batch_id] = job
         return job
 
     def _validate(self, batch_id: str) -> int:
-        read = self._read_input(batch_id)
-        if read is None:
+        found = self._input(batch_id)
+        if found is None:
             return _HOT
-        checked, seed, shuffle = read
+        if found.remote:
+            assert self._pool is not None
+            future = self._pool.submit(
+                validate_file, found.path, found.endpoint, self.model_allowlist
+            )
+
+            def then(result: tuple[list[dict[str, Any]], str | None, Any, Any]) -> int:
+                errors, model, starts, ends = result
+                lines = [] if errors else Lines.of_offsets(found.path, starts, ends)
+                return self._validated(batch_id, Validated(lines, model, errors), found)
+
+            return self._park(batch_id, future, then)
+        checked = validate_input(found.path, found.endpoint, self.model_allowlist)
+        return self._validated(batch_id, checked, found)
+
+    def _validated(self, batch_id: str, checked: Validated, found: _Input) -> int:
         with self.store.lock:
             if self.store.batch_record(batch_id).obj["status"] != "validating":
                 return _HOT  # cancelled meanwhile
@@ -273,63 +336,45 @@ class Runner:
                 model=checked.model,
                 request_counts=counts,
             )
-        self._remember(batch_id, checked.lines, seed=seed, shuffle=shuffle)
+        self._remember(batch_id, checked.lines, found)
         return _HOT
 
-    def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
+    def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> int:
+        """Answer ``job.order[start:stop]`` here or in a worker; return the loop's next pace."""
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             seed, is_embeddings = rec.seed, rec.obj["endpoint"] == "/v1/embeddings"
-        out: list[bytes] = []
-        err: list[bytes] = []
-        prompt = completion = 0
-        executed: list[tuple[str, Any, int, str | None]] = []
-        for pos in job.order[start:stop]:
-            req = orjson.loads(job.lines[pos])
-            cid = req["custom_id"]
-            text: str | None
-            if self.fail_rate and _unit(seed, batch_id, cid) < self.fail_rate:
-                status, body = (
-                    500,
-                    error_body(
-                        "The server had an error while processing your request. Sorry about that!",
-                        type="server_error",
-                    ),
-                )
-                text = last_user_text(req.get("body"))
-            elif is_embeddings:
-                status, body, text = embed_with_input(req.get("body"))
-            else:
-                corrupt = corrupt_seed(seed, batch_id, cid, self.corrupt_rate)
-                status, body, text = complete_with_prompt(req.get("body"), corrupt=corrupt)
-            executed.append((batch_id, cid, status, text))
-            line = {
-                "id": "batch_req_" + fast_hex(),
-                "custom_id": cid,
-                "response": {
-                    "status_code": status,
-                    "request_id": "req_" + fast_hex(),
-                    "body": body,
-                },
-                "error": None,
-            }
-            if status == 200:
-                out.append(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY))
-                prompt += body["usage"]["prompt_tokens"]
-                completion += body["usage"].get("completion_tokens", 0)
-            else:
-                err.append(orjson.dumps(line))
+        options: dict[str, Any] = {
+            "batch_id": batch_id,
+            "seed": seed,
+            "embeddings": is_embeddings,
+            "fail_rate": self.fail_rate,
+            "corrupt_rate": self.corrupt_rate,
+            "log": self.log is not None,
+        }
+        if job.remote:
+            assert self._pool is not None
+            # One bytes object crosses to the worker: request lines never contain a newline.
+            blob = b"\n".join([job.lines[pos] for pos in job.order[start:stop]])
+            future = self._pool.submit(answer_blob, blob, **options)
+            return self._park(batch_id, future, lambda done: self._record(batch_id, done, stop))
+        lines = (job.lines[pos] for pos in job.order[start:stop])
+        self._record(batch_id, answer(lines, **options), stop)
+        return _HOT if self.seconds_per_request == 0 else _TIMED
+
+    def _record(self, batch_id: str, done: Answered, stop: int) -> int:
         self.store.record_progress(
             batch_id,
-            out=b"".join(x + b"\n" for x in out),
-            err=b"".join(x + b"\n" for x in err),
+            out=done.out,
+            err=done.err,
             done=stop,
-            completed=len(out),
-            failed=len(err),
-            usage=(prompt, completion),
+            completed=done.completed,
+            failed=done.failed,
+            usage=(done.prompt_tokens, done.completion_tokens),
         )
         if self.log is not None:
-            self.log.extend(executed)
+            self.log.extend(done.executed)
+        return _HOT
 
     def _run_upstream(self, batch_id: str, job: _Job, start: int, stop: int) -> None:
         """Run ``job.order[start:stop]`` upstream; save each answer once all before it are."""
@@ -342,7 +387,7 @@ class Runner:
             req = orjson.loads(job.lines[pos])
             body = req.get("body")
             texts.append(embed_text(body) if _is_embeddings(req) else last_user_text(body))
-            if self.fail_rate and _unit(seed, batch_id, req["custom_id"]) < self.fail_rate:
+            if self.fail_rate and unit(seed, batch_id, req["custom_id"]) < self.fail_rate:
                 failed: Future[bytes] = Future()
                 failed.set_result(_failed_line(req["custom_id"]))
                 slots.append(failed)

@@ -136,6 +136,10 @@ class LocalBatchServer:
     queued_polls, queued_status:
         The first ``queued_polls`` retrieves of each batch show status ``queued_status``
         (default ``"pending"``, Netmind's queued state; any name tests an unknown status).
+    processes, process_min_bytes:
+        Batches whose input file has at least ``process_min_bytes`` bytes (16 MB) are
+        validated and answered in up to ``processes`` worker processes (default 2; 0: none),
+        so the event loop serving transfers keeps the GIL; the answers are the same.
 
     Test hooks: :meth:`inject_fault` scripts a fault on one exact call, :meth:`executions`
     lists every request the engine ran in batch mode, :meth:`sync_calls` every synchronous
@@ -181,6 +185,8 @@ class LocalBatchServer:
         queued_polls: int = 0,
         queued_status: str = "pending",
         allow_unauthenticated: bool = False,
+        processes: int = 2,
+        process_min_bytes: int = 16_000_000,
     ) -> None:
         if seconds_per_request < 0:
             raise ValueError("seconds_per_request must be >= 0")
@@ -213,6 +219,12 @@ class LocalBatchServer:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be a whole number >= {least}")
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
+            raise ValueError("processes must be a whole number >= 0")
+        if process_min_bytes < 0:
+            raise ValueError("process_min_bytes must be >= 0")
+        self.processes = processes
+        self.process_min_bytes = int(process_min_bytes)
         if upstream_api_key is not None and not upstream_api_key:
             raise ValueError("upstream_api_key must be a non-empty string or None")
         self._upstream_key = upstream_api_key
@@ -411,6 +423,8 @@ class LocalBatchServer:
                 upstream=upstream,
                 cancel_after=self.cancel_after,
                 model_allowlist=self.model_allowlist,
+                processes=self.processes,
+                process_min_bytes=self.process_min_bytes,
             )
             context = Context(
                 store=store,

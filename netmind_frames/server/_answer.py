@@ -1,0 +1,189 @@
+"""Answer a block of batch request lines with the echo engines: the runner's hot path.
+
+:func:`answer` turns request lines (in run order) into output and error lines, the usage they
+add and the execution-log rows. Most chat lines are plain (a model, string messages, an optional
+token limit): those take a lean path that builds the same answer :func:`complete_with_prompt`
+would, without its per-request checks and calls. Every other line (a ``fail_rate`` draw, a
+``response_format``, content parts, a bad body, embeddings) goes through the engines
+themselves, so what a line gets never depends on which path answered it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from . import _ids
+from ._embed import embed_with_input
+from ._engine import complete_with_prompt, last_user_text
+from ._envelope import error_body
+
+_FAILED = "The server had an error while processing your request. Sorry about that!"
+
+
+def unit(*parts: object) -> float:
+    """A seeded draw in [0, 1) from ``parts`` (the same parts always draw the same)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def corrupt_seed(seed: int, scope: str, key: object, rate: float) -> str | None:
+    """The seed of a ``corrupt_rate`` corruption for one answer, or None (keep it intact).
+
+    Batch answers are drawn per (seed, batch, custom_id): a retry in a new batch draws again.
+    """
+    if rate and unit(seed, "corrupt", scope, key) < rate:
+        return f"{seed}:{scope}:{key}"
+    return None
+
+
+@dataclass
+class Answered:
+    """What a block of requests produced: result lines, counts, usage and log rows."""
+
+    out: bytes = b""
+    err: bytes = b""
+    completed: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    executed: list[tuple[str, Any, int, str | None]] = field(default_factory=list)
+
+
+def _plain(body: Any) -> tuple[str, list[str], str, int | None] | None:
+    """Model, message texts, last user text and token limit of a plain chat body; None when
+    the body needs the engine (anything it might reject or answer differently)."""
+    if type(body) is not dict:
+        return None
+    model = body.get("model")
+    messages = body.get("messages")
+    if type(model) is not str or not model or type(messages) is not list or not messages:
+        return None
+    if body.get("stream") or body.get("response_format") is not None:
+        return None
+    texts: list[str] = []
+    last_user = ""
+    for msg in messages:
+        if type(msg) is not dict:
+            return None
+        role, content = msg.get("role"), msg.get("content")
+        if type(role) is not str or type(content) is not str:
+            return None
+        texts.append(content)
+        if role == "user":
+            last_user = content
+    limit: int | None = None
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if type(value) is not int or value < 1:
+            return None
+        limit = value if limit is None else min(limit, value)
+    return model, texts, last_user, limit
+
+
+# The output line of a plain request, byte for byte what orjson writes for the dicts the
+# engine builds (``test_server_speed`` checks it): formatting it costs a third of building and
+# dumping those dicts. Ids are the id prefix and counter of ``_ids``, drawn in the engine's order.
+_LINE = (
+    b'{"id":"batch_req_%s%016x","custom_id":%s,"response":{"status_code":200,'
+    b'"request_id":"req_%s%016x","body":{"id":"chatcmpl-%s%016x","object":"chat.completion",'
+    b'"created":%d,"model":%s,"choices":[{"index":0,"message":{"role":"assistant",'
+    b'"content":%s,"refusal":null},"logprobs":null,"finish_reason":"%s"}],"usage":'
+    b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d},'
+    b'"system_fingerprint":"local-echo"}},"error":null}'
+)
+
+
+def _echo(texts: list[str], text: str, limit: int | None) -> tuple[str, bytes, int, int]:
+    """Answer, finish reason, prompt and completion tokens, as :func:`complete_with_prompt`."""
+    tokens = text.split()
+    if limit is not None and len(tokens) > limit:
+        answer, finish, completion_tokens = " ".join(tokens[:limit]), b"length", limit
+    else:
+        answer, finish, completion_tokens = text, b"stop", len(tokens)
+    if len(texts) == 1 and texts[0] is text:
+        prompt_tokens = len(tokens)
+    else:
+        prompt_tokens = sum(len(t.split()) for t in texts)
+    return answer, finish, prompt_tokens, completion_tokens
+
+
+def answer(
+    lines: Iterable[bytes],
+    *,
+    batch_id: str,
+    seed: int,
+    embeddings: bool,
+    fail_rate: float,
+    corrupt_rate: float,
+    log: bool,
+) -> Answered:
+    """Answer ``lines`` (validated request lines, in run order) as the echo engines do.
+
+    ``fail_rate`` lines get a seeded 500 (per seed, batch and custom_id); ``corrupt_rate``
+    breaks seeded ``json_schema`` answers. With ``log``, ``executed`` gets one row per line.
+    """
+    out: list[bytes] = []
+    err: list[bytes] = []
+    prompt = completion = 0
+    executed: list[tuple[str, Any, int, str | None]] = []
+    dumps, loads, numpy = orjson.dumps, orjson.loads, orjson.OPT_SERIALIZE_NUMPY
+    fast_hex, prefix, counter, now = _ids.fast_hex, _ids.prefix(), _ids.counter(), time.time
+    for raw in lines:
+        req = loads(raw)
+        cid = req["custom_id"]
+        body = req.get("body")
+        text: str | None
+        if fail_rate and unit(seed, batch_id, cid) < fail_rate:
+            status, resp = 500, error_body(_FAILED, type="server_error")
+            text = last_user_text(body)
+        elif embeddings:
+            status, resp, text = embed_with_input(body)
+        elif (plain := _plain(body)) is not None:
+            model, texts, text, limit = plain
+            chat = next(counter)  # the engine draws the completion's id first
+            reply, finish, used, made = _echo(texts, text, limit)
+            head = (prefix, next(counter), dumps(cid), prefix, next(counter), prefix, chat)
+            tail = (int(now()), dumps(model), dumps(reply), finish, used, made, used + made)
+            out.append(_LINE % (*head, *tail))
+            prompt += used
+            completion += made
+            if log:
+                executed.append((batch_id, cid, 200, text))
+            continue
+        else:
+            corrupt = corrupt_seed(seed, batch_id, cid, corrupt_rate)
+            status, resp, text = complete_with_prompt(body, corrupt=corrupt)
+        if log:
+            executed.append((batch_id, cid, status, text))
+        line = {
+            "id": "batch_req_" + fast_hex(),
+            "custom_id": cid,
+            "response": {"status_code": status, "request_id": "req_" + fast_hex(), "body": resp},
+            "error": None,
+        }
+        if status == 200:
+            out.append(dumps(line, option=numpy))
+            usage = resp["usage"]
+            prompt += usage["prompt_tokens"]
+            completion += usage.get("completion_tokens", 0)
+        else:
+            err.append(dumps(line))
+    out.append(b"")
+    err.append(b"")
+    return Answered(
+        out=b"\n".join(out) if len(out) > 1 else b"",
+        err=b"\n".join(err) if len(err) > 1 else b"",
+        completed=len(out) - 1,
+        failed=len(err) - 1,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        executed=executed,
+    )

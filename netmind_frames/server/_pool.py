@@ -1,0 +1,166 @@
+"""Worker processes for large batches: validate and answer them away from the server's GIL.
+
+The HTTP event loop and the runner share one interpreter. Answering a 100 MB input file in the
+runner thread holds the GIL for seconds at a time, so uploads and downloads served meanwhile
+crawl. Above a size threshold the runner hands a batch's validation and its chunks of requests
+to these processes instead; the runner thread only dispatches and records, and several batches
+are answered in parallel. Each worker has its own id prefix (``_ids``), so ids stay unique.
+
+The workers are plain ``python -m netmind_frames.server._worker`` processes fed pickled calls
+over their stdin, not ``multiprocessing``: its ``spawn`` re-runs the caller's main script in
+every worker (a script without a ``__main__`` guard would start its jobs again), and ``fork``
+is unsafe in a process with the server's threads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from array import array
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+from ._answer import Answered, answer
+from ._validate import Lines, validate_input
+
+_SIZE = struct.Struct("<Q")
+
+
+class WorkerLost(Exception):
+    """A worker process could not be started or ended mid-call (not an error of the work)."""
+
+
+def validate_file(
+    path: Path, endpoint: str, models: frozenset[str] | None
+) -> tuple[list[dict[str, Any]], str | None, array[int], array[int]]:
+    """Validate the input file at ``path``: ``(errors, model, line starts, line ends)``."""
+    checked = validate_input(path, endpoint, models)
+    starts, ends = array("q"), array("q")
+    if isinstance(checked.lines, Lines):
+        starts, ends = checked.lines.offsets()
+    return checked.errors, checked.model, starts, ends
+
+
+def answer_blob(blob: bytes, **options: Any) -> Answered:
+    """Answer the request lines of ``blob`` (joined by newlines, in run order)."""
+    return answer(blob.split(b"\n"), **options)
+
+
+def _send(stream: IO[bytes], obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_SIZE.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    head = stream.read(_SIZE.size)
+    if len(head) < _SIZE.size:
+        raise EOFError("the worker process ended")
+    (size,) = _SIZE.unpack(head)
+    return pickle.loads(stream.read(size))
+
+
+class _Worker:
+    """One worker process; one call at a time."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        # The worker imports this very package, wherever the server imported it from.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "netmind_frames.server._worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            _send(self._proc.stdin, (fn, args, kwargs))
+            ok, result = _receive(self._proc.stdout)
+        except (EOFError, OSError) as exc:
+            raise WorkerLost(f"worker process {self._proc.pid} ended") from exc
+        if not ok:
+            raise RuntimeError(f"worker process failed: {result}")
+        return result
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()  # the worker ends at end of input
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+class Pool:
+    """Up to ``size`` worker processes, started when first needed."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._threads: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        if worker is None:
+            try:
+                worker = _Worker()
+            except OSError as exc:
+                raise WorkerLost(f"cannot start a worker process: {exc}") from exc
+            self._local.worker = worker
+            with self._lock:
+                self._workers.append(worker)
+        try:
+            return worker.call(fn, args, kwargs)
+        except WorkerLost:
+            self._local.worker = None  # the next call starts a new one
+            worker.close()
+            raise
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` (a module-level function) in a worker process."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="netmind-worker")
+        return self._threads.submit(self._call, fn, args, kwargs)
+
+    def close(self) -> None:
+        """Stop the workers; work not started is dropped (the saved state says what is left)."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()
+        self._local = threading.local()
+
+
+def serve() -> None:
+    """The worker's loop: answer pickled calls from stdin on stdout until stdin ends."""
+    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the replies
+    while True:
+        try:
+            fn, args, kwargs = _receive(inbox)
+        except EOFError:
+            return
+        try:
+            reply: tuple[bool, Any] = (True, fn(*args, **kwargs))
+        except Exception as exc:  # reported to the runner, which fails that batch
+            reply = (False, f"{type(exc).__name__}: {exc}")
+        _send(outbox, reply)
