@@ -14,8 +14,9 @@ import netmind_frames
 from netmind_frames.jobs import _sync
 
 PACKAGE = Path(netmind_frames.__file__).parent
-#: The command-line shells: the only modules that may print.
-CLI_MODULES = {"cli.py", "server/_cli.py"}
+#: The command-line shells, the only modules that may print, and the local server's worker
+#: process entry point, whose stdin and stdout are its pipe to the server (not a terminal).
+CLI_MODULES = {"cli.py", "server/_cli.py", "server/_worker.py"}
 
 
 def writes_to_the_terminal(source: str) -> list[str]:

@@ -148,19 +148,3 @@ class Pool:
         for worker in workers:
             worker.close()
         self._local = threading.local()
-
-
-def serve() -> None:
-    """The worker's loop: answer pickled calls from stdin on stdout until stdin ends."""
-    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not corrupt the replies
-    while True:
-        try:
-            fn, args, kwargs = _receive(inbox)
-        except EOFError:
-            return
-        try:
-            reply: tuple[bool, Any] = (True, fn(*args, **kwargs))
-        except Exception as exc:  # reported to the runner, which fails that batch
-            reply = (False, f"{type(exc).__name__}: {exc}")
-        _send(outbox, reply)
