@@ -117,6 +117,34 @@ def test_a_file_uploaded_before_a_crash_is_reused_when_the_journal_is_gone(frame
     assert (out["status"] == "ok").all()
 
 
+def test_a_file_left_without_its_bytes_by_a_killed_upload_is_uploaded_again():
+    """A process killed between Netmind's file create and its presigned PUT leaves a named file
+    with no bytes (Netmind lists no sizes). The next run reuses it, sees its batch fail
+    validation (nothing runs, nothing is billed), uploads the bytes and creates once more."""
+    frame = pd.DataFrame({"text": ["a", "b", "c"]})
+    data = netmind_frames.to_jsonl(frame, prompt=PROMPT, model="m")
+    assert isinstance(data, bytes)
+    key = hashlib.sha256(b"/v1/chat/completions\n" + data).hexdigest()
+    with LocalBatchServer(echo_metadata=False) as srv:
+        files = NetmindFiles(f"{srv.origin}/v1/files", srv.api_key)
+        try:  # the create alone, as a killed upload leaves it
+            created = files._http.post(
+                f"{srv.origin}/v1/files",
+                json={"file_name": file_name(key), "purpose": "batch"},
+                headers=files._auth,
+            )
+            empty_id = created.json()["id"]
+        finally:
+            files.close()
+        out = run(frame, srv, "netmind", keep_files=True)
+        listed = batches(srv)
+        assert [b.status for b in listed if b.input_file_id == empty_id] == ["failed"]
+        completed = [b for b in listed if b.input_file_id != empty_id]
+        assert len(completed) == 1 and completed[0].status == "completed"
+        assert sum(b.request_counts.total or 0 for b in listed) == len(frame)  # none twice
+    assert (out["status"] == "ok").all()
+
+
 def test_without_metadata_a_file_of_ours_and_no_batch_still_creates_one(frame, dialect):
     """Every listed batch is placed (input_file_id shown), none is ours: create, once."""
     with LocalBatchServer(echo_metadata=False) as srv:

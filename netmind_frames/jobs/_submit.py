@@ -82,6 +82,7 @@ def submit_shard(
         journal.claim_again(base_url, key)
         record = ShardRecord(key, None, None, None)
     file_id = record.file_id
+    reused = False
     try:
         if not resubmit:
             # Batches first: a wrong key then fails as the SDK's AuthenticationError.
@@ -106,6 +107,7 @@ def submit_shard(
             if file_id is None:
                 file_id = _reusable(named, seen)
                 if file_id is not None:
+                    reused = True
                     journal.record_upload(base_url, key, file_id)
                     log.info("shard %d: reusing file %s, uploaded before", index + 1, file_id)
         metadata = {
@@ -127,6 +129,17 @@ def submit_shard(
                 raise
             # The file an earlier attempt uploaded is gone from the server (or never got its
             # bytes): upload again.
+            body["input_file_id"] = _upload(connection, journal, shard, key)
+            batch = _create_once(connection, key, body, where, resubmit, sleep)
+        if reused and _failed_validation(connection, batch, sleep):
+            # A process killed during an upload leaves a named file without its bytes (Netmind
+            # lists no sizes to tell): the batch on it fails validation, where nothing runs and
+            # nothing is billed. Upload the bytes and create again, once.
+            log.info(
+                "shard %d: the reused file %s had no requests; uploading again",
+                index + 1,
+                body["input_file_id"],
+            )
             body["input_file_id"] = _upload(connection, journal, shard, key)
             batch = _create_once(connection, key, body, where, resubmit, sleep)
     except BaseException:
@@ -223,6 +236,24 @@ def _unknown(
         f"twice."
     )
     return SubmissionUnknownError(message, list(file_ids))
+
+
+#: How long a batch created on a reused file is watched for failing validation.
+_SETTLE_POLLS = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+def _failed_validation(connection: Connection, batch: Any, sleep: Callable[[float], None]) -> bool:
+    """Whether ``batch`` failed validation within a few seconds (still validating: False)."""
+    status = str(batch.status)
+    for delay in _SETTLE_POLLS:
+        if status != "validating" and status not in ("pending", "queued"):
+            break
+        sleep(delay)
+        live = _live_status(connection, batch.id)
+        if live is None:
+            return False  # not shown (yet): the batch is followed as usual
+        status = live
+    return status == "failed"
 
 
 def _live_status(connection: Connection, batch_id: str) -> str | None:
