@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, _timing
-from ._errors import NetmindFramesError
+from ._errors import InputError, NetmindFramesError
 from .transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 
 if TYPE_CHECKING:
@@ -863,7 +863,6 @@ def _check_input(location: str) -> None:
         if not os.access(path, os.R_OK):
             raise UsageError(f"IN {path}: not a readable file")
         return
-    from ._errors import InputError
     from .build._source import FileSource
 
     try:
@@ -875,7 +874,6 @@ def _check_input(location: str) -> None:
 def _check_output(location: str, dataset: bool = False) -> None:
     """OUT can be written as Parquet, checked before anything is uploaded or paid for."""
     if _is_url(location) or dataset:
-        from ._errors import InputError
         from .results._sink import ParquetSink
 
         if not dataset and not location.lower().endswith(".parquet"):
