@@ -271,3 +271,20 @@ def test_a_batch_is_answered_in_the_server_when_no_worker_can_start(tmp_path, mo
     assert rec["request_counts"]["completed"] + rec["request_counts"]["failed"] == len(lines)
     assert _ids._PREFIX.encode() in out  # answered here, after the worker was given up
     assert len(out.splitlines()) + len(err.splitlines()) == len(lines)
+
+
+def test_a_worker_reads_the_lines_it_answers_at_their_offsets_in_run_order(tmp_path):
+    path = tmp_path / "input.jsonl"
+    lines = mixed_lines(40)
+    path.write_bytes(b"\n\n".join(lines))  # blank lines between: offsets, not line numbers
+    checked = validate_input(path, "/v1/chat/completions")
+    order = list(range(len(lines)))
+    random.Random(3).shuffle(order)
+    starts, ends = checked.lines.offsets_at(order)  # type: ignore[attr-defined]
+    options = {"batch_id": "b", "seed": 1, "embeddings": False, "fail_rate": 0.2,
+               "corrupt_rate": 0.0, "log": True}  # fmt: skip
+    there = _pool.answer_lines_at(path, starts, ends, **options)
+    here = answer([lines[i] for i in order], **options)
+    assert [row[1] for row in there.executed] == [f"c{i}" for i in order]
+    assert [row[1:] for row in there.executed] == [row[1:] for row in here.executed]
+    assert (there.completed, there.failed) == (here.completed, here.failed)

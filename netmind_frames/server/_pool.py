@@ -47,6 +47,11 @@ def validate_file(
     return checked.errors, checked.model, starts, ends
 
 
+def answer_lines_at(path: Path, starts: array[int], ends: array[int], **options: Any) -> Answered:
+    """Answer the request lines of the file at ``path`` at these offsets, in this order."""
+    return answer(Lines.of_offsets(path, starts, ends), **options)
+
+
 def answer_blob(blob: bytes, **options: Any) -> Answered:
     """Answer the request lines of ``blob`` (joined by newlines, in run order)."""
     return answer(blob.split(b"\n"), **options)

@@ -31,7 +31,7 @@ from ._engine import last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
 from ._ids import fast_hex
-from ._pool import Pool, WorkerLost, answer_blob, validate_file
+from ._pool import Pool, WorkerLost, answer_blob, answer_lines_at, validate_file
 from ._store import Store
 from ._upstream import Stopped, Upstream
 from ._validate import Lines, Validated, validate_input
@@ -68,6 +68,7 @@ class _Job:
     lines: Sequence[bytes]
     order: list[int]
     remote: bool = False  # answered in worker processes
+    path: Path | None = None  # the input file (a worker reads its lines from it)
     last: float = field(default_factory=time.monotonic)
     allowance: float = 0.0
 
@@ -292,7 +293,7 @@ class Runner:
         order = list(range(len(lines)))
         if found.shuffle:
             random.Random(f"{found.seed}:{batch_id}").shuffle(order)
-        job = _Job(lines=lines, order=order, remote=found.remote)
+        job = _Job(lines=lines, order=order, remote=found.remote, path=found.path)
         self._jobs[batch_id] = job
         return job
 
@@ -354,9 +355,16 @@ class Runner:
         }
         if job.remote:
             assert self._pool is not None
-            # One bytes object crosses to the worker: request lines never contain a newline.
-            blob = b"\n".join([job.lines[pos] for pos in job.order[start:stop]])
-            future = self._pool.submit(answer_blob, blob, **options)
+            positions = job.order[start:stop]
+            if isinstance(job.lines, Lines) and job.path is not None and job.path.exists():
+                # The worker reads the lines from the file itself: only their offsets cross
+                # the pipe, and this process (whose GIL the HTTP server shares) copies nothing.
+                starts, ends = job.lines.offsets_at(positions)
+                future = self._pool.submit(answer_lines_at, job.path, starts, ends, **options)
+            else:
+                # One bytes object crosses to the worker: request lines never hold a newline.
+                blob = b"\n".join([job.lines[pos] for pos in positions])
+                future = self._pool.submit(answer_blob, blob, **options)
             return self._park(batch_id, future, lambda done: self._record(batch_id, done, stop))
         lines = (job.lines[pos] for pos in job.order[start:stop])
         self._record(batch_id, answer(lines, **options), stop)

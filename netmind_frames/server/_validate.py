@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+import numpy as np
 import orjson
 
 MAX_ERRORS = 1000
@@ -56,6 +57,16 @@ class Lines(Sequence[bytes]):
     def offsets(self) -> tuple[array[int], array[int]]:
         """The start and end offsets of every kept line (what :meth:`of_offsets` takes)."""
         return self._starts, self._ends
+
+    def offsets_at(self, positions: Sequence[int]) -> tuple[array[int], array[int]]:
+        """The start and end offsets of the lines at ``positions``, in that order."""
+        at = np.asarray(positions, dtype=np.intp)
+        picked = []
+        for offsets in (self._starts, self._ends):
+            chosen = array("q")
+            chosen.frombytes(np.frombuffer(offsets, dtype=np.int64)[at].tobytes())
+            picked.append(chosen)
+        return picked[0], picked[1]
 
     def numbered(self) -> Iterator[tuple[int, int, int]]:
         """Every line as (1-based number, start, end), blank ones included, in file order."""
