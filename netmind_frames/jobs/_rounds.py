@@ -8,8 +8,10 @@ spool, parsed into one Arrow table of the chunk's rows, and handed to ``on_chunk
 downloads are deleted at once, so the spool holds results, not raw files.
 
 Transfers overlap: the shards that get a slot are submitted (each its own upload and create)
-by up to ``transfers`` threads at once, and the result files of the chunks that are done are
-downloaded by as many threads while this one parses the chunk whose files have arrived. The
+by up to ``transfers`` background threads at once while this thread polls the batches already
+created, and the result files of the chunks that are done are downloaded by as many threads
+while this one parses the chunk whose files have arrived: uploads, the server's work,
+downloads and parsing all run at the same time. The
 threads only wait on sockets and disks (the GIL is free meanwhile); each shard's submission
 stays one exactly-once sequence of its own, so running several at once changes nothing about
 what may be paid: a failure in one shard is raised after the others have ended and recorded
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,53 +120,113 @@ class Driver:
     """Whose files the journal records (its input and result files on the provider)."""
     transfers: int = TRANSFERS
     """Submissions (uploads) or downloads running at once."""
+    _submitting: dict[int, Future[str]] = field(default_factory=dict, repr=False)
+    """Shards (by index) whose submission runs in the background."""
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     # -- submitting -----------------------------------------------------------------------
 
-    def submit_ready(self, rnd: Round) -> int:
-        """Submit waiting shards while fewer than ``max_concurrent`` run; how many were.
+    def submit_ready(self, rnd: Round, *, wait: bool = True) -> int:
+        """Submit waiting shards while fewer than ``max_concurrent`` run or are being
+        submitted; how many batches were created since the last call.
 
         Up to ``transfers`` shards are submitted at once, each exactly once (journal, lookup,
-        upload, create). When one fails, the others still end, their batches are recorded,
-        and then the first failure (in shard order) is raised.
+        upload, create). With ``wait``, this returns once they have all ended; without, the
+        submissions go on in the background (polling and downloading meanwhile) and later
+        calls record their batches. When one fails, no more are started, the others still
+        end and their batches are recorded, and then the first failure (in shard order) is
+        raised.
         """
-        if None not in rnd.batch_ids or self.notice_cancel(rnd):
-            return 0
-        running = sum(1 for b in rnd.batch_ids if b is not None and not self.is_terminal(b))
-        waiting = [i for i, batch_id in enumerate(rnd.batch_ids) if batch_id is None]
-        todo = waiting[: max(0, self.max_concurrent - running)]
-        shards = rnd.shards
+        created = self._harvest(rnd)
+        if None in rnd.batch_ids and not self.notice_cancel(rnd):
+            running = sum(1 for b in rnd.batch_ids if b is not None and not self.is_terminal(b))
+            waiting = [
+                i
+                for i, batch_id in enumerate(rnd.batch_ids)
+                if batch_id is None and i not in self._submitting
+            ]
+            room = self.max_concurrent - running - len(self._submitting)
+            for i in waiting[: max(0, room)]:
+                self._submitting[i] = self._uploads().submit(self._submit_one, rnd, i)
+        if wait:
+            created += self.finish_submitting(rnd)
+        return created
 
-        def submit(i: int) -> str:
-            return submit_shard(
-                self.connection,
-                self.journal,
-                shards[i],
-                endpoint=self.endpoint,
-                index=i,
-                total=len(shards),
-                key=shard_key(shards[i], rnd.number),
-                completion_window=self.completion_window,
-                metadata=rnd.metadata,
-                resubmit=self.resubmit,
-                sleep=self.sleep,
-            )
+    def _submit_one(self, rnd: Round, i: int) -> str:
+        shard = rnd.shards[i]
+        return submit_shard(
+            self.connection,
+            self.journal,
+            shard,
+            endpoint=self.endpoint,
+            index=i,
+            total=len(rnd.batch_ids),
+            key=shard_key(shard, rnd.number),
+            completion_window=self.completion_window,
+            metadata=rnd.metadata,
+            resubmit=self.resubmit,
+            sleep=self.sleep,
+        )
 
-        submitted = 0
-        failure: BaseException | None = None
-        for i, outcome in _each(submit, todo, self.transfers, "submit"):
-            if isinstance(outcome, BaseException):
-                failure = failure or outcome
-                continue
-            rnd.batch_ids[i] = outcome
-            if self.job_id:
-                size = shards[i].path.stat().st_size
-                key = shard_key(shards[i], rnd.number)
-                remember_input(self.connection, self.journal, self.job_id, key, size=size)
-            submitted += 1
-        if failure is not None:
-            raise failure
-        return submitted
+    def _uploads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.transfers, thread_name_prefix="netmind-submit")
+        return self._pool
+
+    def finish_submitting(self, rnd: Round) -> int:
+        """Wait for the submissions under way (none is abandoned half-way: each ends and is
+        recorded); how many batches they created. Raises the first failure, as
+        :meth:`submit_ready`."""
+        try:
+            if self._submitting:
+                futures_wait(list(self._submitting.values()))
+        except BaseException:
+            self.stop_submitting(rnd)  # Ctrl-C: those under way still end and are recorded
+            raise
+        return self._harvest(rnd)
+
+    def _harvest(self, rnd: Round) -> int:
+        """Record the batches of the submissions that have ended; how many. After a failure
+        the others are waited for and recorded, then the first (in shard order) is raised."""
+        failures: dict[int, BaseException] = {}
+        created: list[str] = []
+        while True:
+            for i in sorted(i for i, future in self._submitting.items() if future.done()):
+                future = self._submitting.pop(i)
+                if future.cancelled():  # never started (interrupted): still waiting
+                    continue
+                error = future.exception()
+                if error is not None:
+                    failures[i] = error
+                    continue
+                rnd.batch_ids[i] = batch_id = future.result()
+                created.append(batch_id)
+                if self.job_id:
+                    shard = rnd.shards[i]
+                    key = shard_key(shard, rnd.number)
+                    size = shard.path.stat().st_size
+                    remember_input(self.connection, self.journal, self.job_id, key, size=size)
+            if not failures or not self._submitting:
+                break
+            futures_wait(list(self._submitting.values()))
+        if self.cancelled and created:
+            # Created after the job was cancelled (they were under way): cancel them too.
+            cancel_running(self.connection.client, [(b, None) for b in created])
+        if failures:
+            raise failures[min(failures)]
+        return len(created)
+
+    def stop_submitting(self, rnd: Round) -> None:
+        """Drop the submissions not started; let those under way end and record them (a
+        failure among them is left to the log: another error is on its way out)."""
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+        try:
+            self._harvest(rnd)
+        except Exception as exc:  # reported, not raised over the error on its way out
+            log.info("a shard's submission failed while stopping: %s", exc)
 
     def notice_cancel(self, rnd: Round) -> bool:
         """Whether the job was cancelled, maybe by another process (``netmind-frames cancel``).
@@ -241,12 +304,27 @@ class Driver:
         Raises ``BatchFailedError`` when a batch fails validation, ``JobTimeoutError`` when
         ``deadline`` (on ``clock``) passes first.
         """
+        try:
+            self._run(rnd, bar, deadline, on_chunk, timeout_message, job_id)
+        finally:
+            self.stop_submitting(rnd)
+
+    def _run(
+        self,
+        rnd: Round,
+        bar: Any,
+        deadline: float | None,
+        on_chunk: Callable[[ChunkPlan, pa.Table], None] | None,
+        timeout_message: Callable[[], str],
+        job_id: str,
+    ) -> None:
         delay = min(_FIRST_POLL, self.poll_interval)
         failures = 0
         shards = rnd.shards
         while True:
             self.notice_cancel(rnd)
-            self.submit_ready(rnd)
+            # Shards upload in the background while this thread polls, downloads and parses.
+            self.submit_ready(rnd, wait=False)
             live = [b for b in rnd.batch_ids if b is not None and not self.is_terminal(b)]
             try:
                 self.fetch(live)
@@ -271,15 +349,18 @@ class Driver:
                 finished = on_chunk is None or len(rnd.collected) == len(rnd.chunks)
                 if all(done) and finished:
                     return
-                if self.submit_ready(rnd):
-                    # A slot freed up and was filled: poll the new batch at once, then
-                    # soon, as at the start (a quick one may be done in a second).
+                if self.submit_ready(rnd, wait=False):
+                    # New batches were created: poll them at once, then soon, as at the
+                    # start (a quick one may be done in a second).
                     delay = min(_FIRST_POLL, self.poll_interval)
                     continue
             if deadline is not None and self.clock() + delay > deadline:
                 raise JobTimeoutError(timeout_message(), job_id)
             with timed("wait"):
-                self.sleep(delay)
+                if self._submitting:  # wake as soon as a submission ends
+                    futures_wait(list(self._submitting.values()), delay, FIRST_COMPLETED)
+                else:
+                    self.sleep(delay)
             delay = min(delay * _BACKOFF, self.poll_interval)
 
     def _requests_done(self, rnd: Round) -> int:
@@ -422,30 +503,3 @@ def _reconcile(batches: Sequence[tuple[SpooledShard, Any]], table: pa.Table) -> 
                 "completed requests.",
                 stacklevel=5,
             )
-
-
-def _each(
-    work: Callable[[int], str], items: Iterable[int], threads: int, name: str
-) -> list[tuple[int, str | BaseException]]:
-    """``work(item)`` for each item, on up to ``threads`` threads; each item's result or
-    exception, in item order, once every one has ended (none is abandoned half-way)."""
-    items = list(items)
-    if len(items) <= 1 or threads <= 1:
-        out: list[tuple[int, str | BaseException]] = []
-        for item in items:
-            try:
-                out.append((item, work(item)))
-            except Exception as exc:  # raised by the caller after the rest is recorded
-                out.append((item, exc))
-        return out
-    pool = ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix=f"netmind-frames-{name}")
-    try:
-        futures = [(item, pool.submit(work, item)) for item in items]
-        results: list[tuple[int, str | BaseException]] = []
-        for item, future in futures:
-            error = future.exception()
-            results.append((item, error if error is not None else future.result()))
-        return results
-    finally:
-        # On Ctrl-C: shards not started are dropped; those under way end (and are journaled).
-        pool.shutdown(wait=True, cancel_futures=True)
