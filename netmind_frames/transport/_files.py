@@ -264,7 +264,7 @@ class NetmindFiles:
                 _raise_if_refused(response, "download from the presigned URL")
                 _raise_for_status(response, "download from the presigned URL")
                 with private_file(dest).open("wb") as out:  # results: owner-only
-                    for chunk in response.iter_bytes(1 << 20):
+                    for chunk in response.iter_bytes():  # as they arrive: no re-chunking
                         out.write(chunk)
             return dest
 
