@@ -94,9 +94,10 @@ def main() -> None:
             print(line(label, timed([sys.executable, "-c", CLI, *argv], env, args.runs)))
         python = timed([sys.executable, "-c", "pass"], env, args.runs)
         print(line("python -c pass (the floor)", python))
-        # `status` reads the batches with plain httpx2 GETs (no openai, no pandas): importing
-        # httpx2 is its floor; openai alone, which it used before, is shown for comparison.
-        for module in ("httpx2", "openai"):
+        # `status` reads the batches with the standard library's http.client (no openai,
+        # httpx2 or pandas): importing it is part of its floor; httpx2 and openai, which it
+        # used before, are shown for comparison.
+        for module in ("http.client", "httpx2", "openai"):
             floor = timed([sys.executable, "-c", f"import {module}"], env, args.runs)
             print(line(f"python -c 'import {module}'", floor))
         print(line("import netmind_frames over pandas+openai", overhead(env, args.runs)))
