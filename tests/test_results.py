@@ -187,6 +187,16 @@ def test_choices_empty_or_content_null_give_na_response():
         assert got["status"].tolist() == ["ok"] * 3
 
 
+def test_a_success_without_usage_or_with_null_counts_has_na_tokens():
+    lines = [ok_line("2"), ok_line("0"), ok_line("1"), ok_line("3")]
+    del lines[1]["response"]["body"]["usage"]
+    lines[2]["response"]["body"]["usage"]["completion_tokens"] = None
+    got = collect(make_plan(5), "expired", jsonl(*lines))
+    assert got["status"].tolist() == ["ok"] * 4 + ["expired"]
+    assert got["prompt_tokens"].tolist() == [pd.NA, 7, 7, 7, pd.NA]
+    assert got["completion_tokens"].tolist() == [pd.NA, pd.NA, 2, 2, pd.NA]
+
+
 def test_shuffled_large_file_with_blank_lines_maps_every_line_to_its_row():
     n = 5000
     lines = [ok_line(str(i), f"answer {i}") for i in range(n)]

@@ -82,6 +82,10 @@ def _check_unique(frame: pd.DataFrame, index: pd.Index) -> None:
     )
 
 
+#: 10 .. 10**18: a number's count of decimal digits is 1 + how many of these it reaches.
+_POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
+
+
 def default_positions(ids: pa.Array, n_rows: int, first: int = 0) -> np.ndarray:
     """Position ids -> int64 positions (``id - first``); anything not spelled exactly
     ``str(position)``, or outside ``first .. first + n_rows``, -> -1."""
@@ -93,7 +97,7 @@ def default_positions(ids: pa.Array, n_rows: int, first: int = 0) -> np.ndarray:
         positions = np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.int64)
         # Canonical iff as long as its decimal digits: a sign, leading zeros or any other
         # spelling the cast accepts ("+7", "007", "0x7") is longer than str(number).
-        digits = np.floor(np.log10(np.maximum(positions, 1))).astype(np.int64) + 1
+        digits = np.searchsorted(_POWERS_OF_TEN, positions, side="right") + 1
         lengths = np.asarray(pc.binary_length(ids).fill_null(0), dtype=np.int64)
         canonical = (lengths == digits) & np.asarray(ids.is_valid(), dtype=bool)
         positions[~canonical] = -1

@@ -16,14 +16,15 @@ would fail.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import importlib.machinery
 
 __all__ = ["register_dask", "register_pandas", "register_polars"]
 
@@ -86,10 +87,14 @@ class _DaskNetmind:
         return importlib.import_module(f"{__package__}._dask").DaskNetmind(frame)
 
 
-class _OnImport(importlib.abc.MetaPathFinder):
+class _OnImport:
     """Finds nothing itself: on the first ``import LIBRARY`` it lets the other finders find
     the library and wraps the loader so the accessor is registered once the library has
-    loaded."""
+    loaded.
+
+    A meta path finder by its ``find_spec`` alone: subclassing ``importlib.abc.MetaPathFinder``
+    would import importlib.abc, which brings importlib.resources, tempfile and shutil (a
+    good part of the CLI's quick commands' start)."""
 
     def __init__(self, library: str) -> None:
         self.library = library

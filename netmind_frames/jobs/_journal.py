@@ -22,7 +22,6 @@ import socket
 import sqlite3
 import stat
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +139,8 @@ class Journal:
         # The number is the schema's version: a release that changes the schema opens a new
         # file, so a journal written by another version can never break this one.
         self.path = home / f"journal-{SCHEMA_VERSION}.sqlite3"
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # os.urandom, as uuid4 draws it: importing uuid (and platform) slows `status`.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._sleep = sleep
         self._clock = clock
         # Owner-only: the journal holds templates, input paths and ids. SQLite gives its -wal

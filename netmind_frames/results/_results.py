@@ -451,7 +451,10 @@ def _match_lines(
     """
     positions = plan.positions_of(lines.custom_id)
     known = positions >= 0
-    known[known] = shard_of_row[positions[known]] == owner[known]
+    if known.all():  # the usual case: no masked indexing
+        known = shard_of_row[positions] == owner
+    else:
+        known[known] = shard_of_row[positions[known]] == owner[known]
     if not known.all():
         warnings.warn(
             f"{int((~known).sum())} result line(s) have a custom_id that is not in this "
@@ -461,10 +464,12 @@ def _match_lines(
         )
     line_of_row = np.full(plan.n_rows, -1, dtype=np.int64)
     index = np.arange(len(lines.ok), dtype=np.int64)
-    for keep in (known & ~lines.ok, known & lines.ok):  # successes written last: they win
-        line_of_row[positions[keep]] = index[keep]
+    usable = slice(None) if known.all() else known  # a slice: no copies in the usual case
+    line_of_row[positions[usable]] = index[usable]
     duplicated = int(known.sum()) - int(np.count_nonzero(line_of_row >= 0))
-    if duplicated:
+    if duplicated:  # rare: write again, successes last, so a success wins
+        for keep in (known & ~lines.ok, known & lines.ok):
+            line_of_row[positions[keep]] = index[keep]
         warnings.warn(
             f"{duplicated} duplicate result line(s) for the same custom_id were ignored "
             "(a success is kept over a failure)",
@@ -492,20 +497,30 @@ def _assemble(
     reason = reason_of_shard[shard_of_row[missing]]
     _warn_missing(int(np.count_nonzero(reason == kinds.index("completed"))))
 
-    row_ok = np.zeros(len(line_of_row), dtype=bool)
-    row_ok[has_line] = lines.ok[line_of_row[has_line]]
     error_of_line = np.cumsum(~lines.ok) - 1  # line -> its row in lines.errors
-    error_of_row = np.zeros(len(line_of_row), dtype=np.int64)
-    error_of_row[has_line] = error_of_line[line_of_row[has_line]]
-    error_of_row[missing] = lines.errors.num_rows + reason
-    error_of_row[row_ok] = 0
+    if missing.size == 0:  # the usual case: every row has a line; no masked indexing
+        row_ok = lines.ok[line_of_row]
+        error_of_row = error_of_line[line_of_row]
+    else:
+        row_ok = np.zeros(len(line_of_row), dtype=bool)
+        row_ok[has_line] = lines.ok[line_of_row[has_line]]
+        error_of_row = np.zeros(len(line_of_row), dtype=np.int64)
+        error_of_row[has_line] = error_of_line[line_of_row[has_line]]
+        error_of_row[missing] = lines.errors.num_rows + reason
+    np.putmask(error_of_row, row_ok, 0)  # unused under the mask, but in bounds
 
     errors = pa.concat_tables([lines.errors, _synthetic_errors(kinds)]).combine_chunks()
-    answer_take = pa.array(np.where(row_ok, line_of_row, 0), mask=~row_ok)
+    answer_rows = np.where(row_ok, line_of_row, 0)
+    answer_take = pa.array(answer_rows, mask=~row_ok)
     error_take = pa.array(error_of_row, mask=row_ok)
-    jobs = [(_compact(lines.answers.column(n)), answer_take) for n in fmt.answers.names]
+    numbers = {f.name for f in fmt.answers if _is_number(f.type)}
+    names = [n for n in fmt.answers.names if n not in numbers]
+    jobs = [(_compact(lines.answers.column(n)), answer_take) for n in names]
     jobs += [(errors.column(n), error_take) for n in _ERRORS.names]
-    columns = _gather(jobs)
+    gathered = dict(zip([*names, *_ERRORS.names], _gather(jobs), strict=True))
+    for name in numbers:
+        gathered[name] = _take_numbers(lines.answers.column(name), answer_rows, row_ok)
+    columns = [gathered[name] for name in (*fmt.answers.names, *_ERRORS.names)]
     status = np.where(row_ok, 0, _status_codes(errors)[error_of_row]).astype(np.int8)
     columns.append(pa.DictionaryArray.from_arrays(pa.array(status), _STATUSES).cast(_STR))
     return pa.Table.from_arrays(columns, names=list(fmt.columns))
@@ -546,6 +561,23 @@ def _gather(jobs: list[tuple[pa.Array | pa.ChunkedArray, pa.Array]]) -> list[pa.
             pa.chunked_array([c for f in parts for c in f.result()], result_type(values))
             for parts, (values, _) in zip(futures, jobs, strict=True)
         ]
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
+
+
+def _take_numbers(column: pa.ChunkedArray, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+    """``column[rows]`` where ``ok``, else null: a NumPy gather, about half the time of
+    Arrow's ``take`` with a null-masked index (token counts: two columns of every row)."""
+    values = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if len(values) == 0:
+        return pa.nulls(len(rows), column.type)
+    null = ~ok
+    if values.null_count:
+        null |= np.asarray(values.is_null(), dtype=bool)[rows]
+    data = np.asarray(values.fill_null(0))[rows]
+    return pa.array(data, type=column.type, mask=null)
 
 
 def _compact(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

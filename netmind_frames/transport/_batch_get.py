@@ -1,28 +1,50 @@
-"""Batches read with one plain ``GET`` each, without the openai client (for quick commands).
+"""Batches read with one plain ``GET`` each on the standard library (for quick commands).
 
-``netmind-frames status`` only reads a few batches; importing openai to do so costs more than a
-second, so it asks ``GET {base_url}/batches/{id}`` itself, with the same rules the openai
-client follows: the resolved base URL, ``Authorization: Bearer <key>``, retries on 429, 5xx and
-dropped connections (reads are idempotent), and a quick failure naming the URL when the host
-cannot be reached. The key is sent in the header only: never in a URL, a log or an error.
+``netmind-frames status`` only reads a few batches; importing openai (more than a second) or
+even httpx2 (about 0.2 s) to do so would cost more than the reads, so it asks
+``GET {base_url}/batches/{id}`` with ``http.client``, following the rules the openai client
+follows:
+
+* the resolved base URL, its path prefix included, over ``http`` or ``https`` (TLS verified
+  against the system's certificates; ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured);
+* ``Authorization: Bearer <key>`` in the header only: the key is never in a URL, a log or an
+  error (a server that quotes it back has it masked);
+* one keep-alive connection for all the batches (reopened after a drop);
+* retries on 429, 5xx, dropped connections and read timeouts, with doubling waits (reads are
+  idempotent); timeouts of 5 s to connect and 60 s per read;
+* a quick ``ConfigurationError`` naming the URL when the host cannot be reached (refused,
+  unknown name, connect timeout, TLS handshake failure);
+* proxies from the environment as httpx reads them by default: ``HTTPS_PROXY`` /
+  ``HTTP_PROXY`` / ``ALL_PROXY`` (lower case too) and ``NO_PROXY``, through an ``http://``
+  proxy (``CONNECT`` tunnel for https, credentials in the proxy URL sent as Basic). Not
+  supported: SOCKS or ``https://`` proxies (refused with a ConfigurationError naming the
+  variable), the OS's proxy settings outside the environment, HTTP/2.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import httpx2
+from urllib.parse import quote, unquote, urlsplit
 
 from .._errors import ConfigurationError, NetmindFramesError
 from ._config import Settings
 
-#: Attempts per batch on 429, 5xx or a dropped connection, and the first wait between them.
+#: Attempts per batch on 429, 5xx, a dropped connection or a read timeout, and the first wait.
 ATTEMPTS = 5
 _FIRST_WAIT = 0.25
-_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+
+#: Failures of a request on an open connection (dropped, reset, read timeout, a garbled
+#: answer): the connection is closed and the read retried on a new one.
+_DROPS = (http.client.HTTPException, OSError)
 
 
 class BatchReadError(NetmindFramesError):
@@ -45,61 +67,165 @@ def read_batches(
     batch_ids: Sequence[str],
     *,
     sleep: Callable[[float], None] = time.sleep,
-    http: httpx2.Client | None = None,
 ) -> list[BatchState]:
-    """Each batch of ``batch_ids``, read now, in order.
+    """Each batch of ``batch_ids``, read now, in order, over one connection.
 
     Raises:
-        ConfigurationError: the base URL cannot be reached (named, with what was tried).
+        ConfigurationError: the base URL (or the proxy) cannot be reached (named, with why).
         BatchReadError: an answer other than 2xx after the retries (401: the key; 404: no
             such batch at this base URL).
     """
-    headers = {
-        "Authorization": f"Bearer {settings.api_key}",
-        "Accept": "application/json",
-        "User-Agent": "netmind-frames",
-    }
     base = settings.base_url.rstrip("/")
-    if http is not None:
-        return [_read(http, base, b, headers, sleep) for b in batch_ids]
-    # A plain-HTTP base URL (a local server) needs no TLS: skipping the CA bundle that
-    # httpx2 otherwise loads up front saves a good part of the command's start.
-    plain = base.startswith("http://")
-    with httpx2.Client(timeout=_TIMEOUT, verify=not plain) as own:
-        return [_read(own, base, b, headers, sleep) for b in batch_ids]
+    with _Connection(base, settings.api_key) as conn:
+        return [_read(conn, base, b, sleep) for b in batch_ids]
 
 
 def _read(
-    http: httpx2.Client,
-    base: str,
-    batch_id: str,
-    headers: dict[str, str],
-    sleep: Callable[[float], None],
+    conn: _Connection, base: str, batch_id: str, sleep: Callable[[float], None]
 ) -> BatchState:
-    url = f"{base}/batches/{batch_id}"
+    path = f"/batches/{quote(batch_id, safe='')}"
+    url = base + path
     wait = _FIRST_WAIT
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            answer = http.get(url, headers=headers)
-        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.UnsupportedProtocol) as exc:
-            raise ConfigurationError(
-                f"cannot reach the base URL {base} ({type(exc).__name__}): check the address "
-                "(netmind_frames.doctor() checks it)."
-            ) from None
-        except httpx2.TransportError:
+            status, reason, body = conn.get(path)
+        except _DROPS:
+            conn.close()  # the next attempt opens a new one
             if attempt == ATTEMPTS:
                 raise
         else:
-            if answer.status_code < 300:
-                return _state(batch_id, answer.json())
-            retry = answer.status_code == 429 or answer.status_code >= 500
-            if not retry or attempt == ATTEMPTS:
+            if status < 300:
+                return _state(batch_id, _json(url, body))
+            if not (status == 429 or status >= 500) or attempt == ATTEMPTS:
                 # Some servers quote the key they refused: never repeat it.
-                message = _message(answer).replace(headers["Authorization"][7:], "***")
-                raise BatchReadError(f"GET {url} answered {answer.status_code}: {message}")
+                message = conn.mask(_message(body, reason))
+                raise BatchReadError(f"GET {url} answered {status}: {message}")
         sleep(wait)
         wait *= 2
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Connection:
+    """One HTTP(S) connection to the base URL's host (or its proxy), opened on first use."""
+
+    def __init__(self, base: str, api_key: str) -> None:
+        self._base = base
+        parts = urlsplit(base)  # checked by resolve_settings: http(s) with a host
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._key = api_key
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": "netmind-frames",
+        }
+        self._proxy = _proxy_for(parts.scheme, self._host)
+        self._conn: http.client.HTTPConnection | None = None
+
+    def __enter__(self) -> _Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (the next request opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def mask(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***``."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def get(self, path: str) -> tuple[int, str, bytes]:
+        """``GET {prefix}{path}``: the status code, reason and whole body (read to the end, so
+        the connection can serve the next request)."""
+        conn = self._open()
+        target = self._prefix + path
+        if self._proxy is not None and not self._https:
+            target = f"{self._base}{path}"  # a plain-HTTP proxy takes the absolute URL
+        conn.request("GET", target, headers=self._headers)
+        answer = conn.getresponse()
+        body = answer.read()
+        if answer.will_close:
+            self.close()
+        return answer.status, answer.reason, body
+
+    def _open(self) -> http.client.HTTPConnection:
+        if self._conn is not None:
+            return self._conn
+        host, port, tunnel = self._host, self._port, None
+        if self._proxy is not None:
+            host, port, auth = self._proxy
+            tunnel = auth
+        conn: http.client.HTTPConnection
+        if self._https:
+            # The CA store is loaded only for https (a local server's plain http needs none).
+            context = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(host, port, timeout=CONNECT_TIMEOUT, context=context)
+            if tunnel is not None:
+                conn.set_tunnel(self._host, self._port, headers=tunnel)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
+            if tunnel is not None:
+                self._headers.update(tunnel)
+        try:
+            conn.connect()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            via = f" through the proxy {host}:{port}" if self._proxy is not None else ""
+            raise ConfigurationError(
+                f"cannot reach the base URL {self._base}{via} ({type(exc).__name__}): check "
+                "the address (netmind_frames.doctor() checks it)."
+            ) from None
+        assert conn.sock is not None
+        conn.sock.settimeout(READ_TIMEOUT)
+        self._conn = conn
+        return conn
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int, dict[str, str]] | None:
+    """The environment's proxy for ``scheme://host`` (host, port and its auth header), or None.
+
+    urllib's own reading of the variables (the same names and NO_PROXY rules httpx follows),
+    imported only when a proxy variable is set: urllib.request is slow to import."""
+    if not any(k.lower().endswith("_proxy") for k in os.environ):
+        return None
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigurationError(
+            f"the {scheme} proxy {parts.scheme}://{parts.hostname}:{parts.port or ''} from the "
+            "environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is not supported by "
+            "`netmind-frames status`: only http:// proxies are"
+        )
+    headers = {}
+    if parts.username is not None:
+        import base64
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    return parts.hostname, parts.port or 80, headers
+
+
+def _json(url: str, body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise BatchReadError(f"GET {url} answered 200 but not with a JSON object: {body[:200]!r}")
+    return value
 
 
 def _state(batch_id: str, body: dict[str, Any]) -> BatchState:
@@ -113,13 +239,13 @@ def _state(batch_id: str, body: dict[str, Any]) -> BatchState:
     )
 
 
-def _message(answer: httpx2.Response) -> str:
+def _message(body: bytes, reason: str) -> str:
     """The error's own message (OpenAI's ``{"error": {"message"}}`` shape), else a snippet."""
     try:
-        body = answer.json()
+        value = json.loads(body)
     except ValueError:
-        return answer.text[:200] or answer.reason_phrase
-    error = body.get("error") if isinstance(body, dict) else None
+        return body[:200].decode("utf-8", "replace") or reason
+    error = value.get("error") if isinstance(value, dict) else None
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])
-    return str(body)[:200]
+    return str(value)[:200]
