@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import netmind_frames
-from netmind_frames.build._source import as_source
+from netmind_frames.build._source import TableSource, as_source
 from netmind_frames.build._views import large_from_view
 
 pl = pytest.importorskip("polars")
@@ -26,10 +26,11 @@ LONG = [f'row {i}: "quoted" text\nwith a newline, é and 😀 {"x" * (i % 40)}' 
 MIXED = [None if i % 7 == 0 else "" if i % 11 == 0 else t for i, t in enumerate(LONG)]
 
 
-def _views(values: list[Any], kind: Any = None) -> pa.Array:
-    """A view array laid out as Polars lays it out (from a Python list: several buffers)."""
-    series = pl.Series(values, dtype=kind or pl.String)
-    return series.to_arrow(compat_level=pl.CompatLevel.newest())
+def _table(frame: Any) -> pa.Table:
+    """The Arrow table the request builders read for ``frame``."""
+    source = as_source(frame)
+    assert isinstance(source, TableSource)
+    return source.table
 
 
 LAYOUTS = {
@@ -64,7 +65,7 @@ def test_a_frame_made_from_arrow_shares_its_text_bytes():
     """The fix itself: Polars' to_arrow() copied every text byte (~75 ms per 300 MB)."""
     original = pa.table({"text": pa.array(LONG, pa.large_string()), "n": range(len(LONG))})
     frame = pl.from_arrow(original)
-    table = as_source(frame).table
+    table = _table(frame)
     data = original.column("text").chunk(0).buffers()[2]
     shared = table.column("text").chunk(0).buffers()[2]
     assert data.address <= shared.address < data.address + data.size
@@ -89,7 +90,7 @@ def test_every_column_keeps_the_type_of_polars_own_conversion(tmp_path: Path):
     )
     frame.write_parquet(tmp_path / "f.parquet")
     for case in (frame, pl.read_parquet(tmp_path / "f.parquet"), frame.lazy()):
-        table = as_source(case).table
+        table = _table(case)
         expected = (case.collect() if isinstance(case, pl.LazyFrame) else case).to_arrow()
         assert table.schema.equals(expected.schema, check_metadata=True)
         assert table.equals(expected)
@@ -109,7 +110,7 @@ def _polars_frames(data: dict[str, list[Any]], tmp_path: Path) -> dict[str, Any]
 
 
 def test_request_lines_are_the_bytes_pandas_makes_in_every_layout(tmp_path: Path):
-    data = {
+    data: dict[str, list[Any]] = {
         "text": LONG,
         "short": [f"s{i % 9}" for i in range(len(LONG))],
         "stars": [i % 5 + 1 for i in range(len(LONG))],
