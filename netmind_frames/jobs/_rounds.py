@@ -305,63 +305,54 @@ class Driver:
         ``deadline`` (on ``clock``) passes first.
         """
         try:
-            self._run(rnd, bar, deadline, on_chunk, timeout_message, job_id)
-        finally:
-            self.stop_submitting(rnd)
-
-    def _run(
-        self,
-        rnd: Round,
-        bar: Any,
-        deadline: float | None,
-        on_chunk: Callable[[ChunkPlan, pa.Table], None] | None,
-        timeout_message: Callable[[], str],
-        job_id: str,
-    ) -> None:
-        delay = min(_FIRST_POLL, self.poll_interval)
-        failures = 0
-        shards = rnd.shards
-        while True:
-            self.notice_cancel(rnd)
-            # Shards upload in the background while this thread polls, downloads and parses.
-            self.submit_ready(rnd, wait=False)
-            live = [b for b in rnd.batch_ids if b is not None and not self.is_terminal(b)]
-            try:
-                self.fetch(live)
-                failures = 0
-            except TRANSIENT_ERRORS:
-                # A blip while polling a 24-hour batch is no reason to give up on it.
-                failures += 1
-                if failures >= POLL_FAILURES:
-                    raise
-                log.info("poll failed; trying again in %.1f s", delay)
-            else:
-                self.raise_if_failed(rnd.batch_ids)
-                if on_chunk is not None:
-                    self._collect_ready(rnd, on_chunk)
-                done = [self.shard_status(rnd, i) in TERMINAL_STATUSES for i in range(len(shards))]
-                bar.n = min(self._requests_done(rnd), bar.total or 0)
-                bar.set_postfix_str(
-                    f"{self.aggregate_status(rnd)}, shards {sum(done)}/{len(shards)}",
-                    refresh=False,
-                )
-                bar.refresh()
-                finished = on_chunk is None or len(rnd.collected) == len(rnd.chunks)
-                if all(done) and finished:
-                    return
-                if self.submit_ready(rnd, wait=False):
-                    # New batches were created: poll them at once, then soon, as at the
-                    # start (a quick one may be done in a second).
-                    delay = min(_FIRST_POLL, self.poll_interval)
-                    continue
-            if deadline is not None and self.clock() + delay > deadline:
-                raise JobTimeoutError(timeout_message(), job_id)
-            with timed("wait"):
-                if self._submitting:  # wake as soon as a submission ends
-                    futures_wait(list(self._submitting.values()), delay, FIRST_COMPLETED)
+            delay = min(_FIRST_POLL, self.poll_interval)
+            failures = 0
+            shards = rnd.shards
+            while True:
+                self.notice_cancel(rnd)
+                # Shards upload in the background while this thread polls, downloads and parses.
+                self.submit_ready(rnd, wait=False)
+                live = [b for b in rnd.batch_ids if b is not None and not self.is_terminal(b)]
+                try:
+                    self.fetch(live)
+                    failures = 0
+                except TRANSIENT_ERRORS:
+                    # A blip while polling a 24-hour batch is no reason to give up on it.
+                    failures += 1
+                    if failures >= POLL_FAILURES:
+                        raise
+                    log.info("poll failed; trying again in %.1f s", delay)
                 else:
-                    self.sleep(delay)
-            delay = min(delay * _BACKOFF, self.poll_interval)
+                    self.raise_if_failed(rnd.batch_ids)
+                    if on_chunk is not None:
+                        self._collect_ready(rnd, on_chunk)
+                    done = [
+                        self.shard_status(rnd, i) in TERMINAL_STATUSES for i in range(len(shards))
+                    ]
+                    bar.n = min(self._requests_done(rnd), bar.total or 0)
+                    bar.set_postfix_str(
+                        f"{self.aggregate_status(rnd)}, shards {sum(done)}/{len(shards)}",
+                        refresh=False,
+                    )
+                    bar.refresh()
+                    finished = on_chunk is None or len(rnd.collected) == len(rnd.chunks)
+                    if all(done) and finished:
+                        return
+                    if self.submit_ready(rnd, wait=False):
+                        # New batches were created: poll them at once, then soon, as at the
+                        # start (a quick one may be done in a second).
+                        delay = min(_FIRST_POLL, self.poll_interval)
+                        continue
+                if deadline is not None and self.clock() + delay > deadline:
+                    raise JobTimeoutError(timeout_message(), job_id)
+                with timed("wait"):
+                    if self._submitting:  # wake as soon as a submission ends
+                        futures_wait(list(self._submitting.values()), delay, FIRST_COMPLETED)
+                    else:
+                        self.sleep(delay)
+                delay = min(delay * _BACKOFF, self.poll_interval)
+        finally:
+            self.stop_submitting(rnd)  # those under way end and are recorded
 
     def _requests_done(self, rnd: Round) -> int:
         done = 0
