@@ -2,7 +2,7 @@
 
 Generates Parquet files of N rows with ~300-character prompts, starts `netmind-frames serve`
 (immediate engine: ``--seconds-per-request 0``) in its own process, runs `netmind-frames
-complete` as a subprocess against it, and prints the client's wall time, rows/s, the client's
+complete` as a subprocess against it, and prints the client's wall time, rows/s, CPU time,
 peak RSS (``ru_maxrss`` of the finished child) and each stage's busy time (from
 ``--timings``). Stages overlap (uploads and downloads run on several threads, parsing while
 files download), so busy times are summed over threads: ``overlap`` is their sum over the
@@ -22,16 +22,17 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import KEY, exe, local_serve, measure
 
 
 def make_input(path: Path, rows: int, chars: int) -> None:
@@ -44,62 +45,27 @@ def make_input(path: Path, rows: int, chars: int) -> None:
             w.write_table(pa.table({"id": ids, "review": text}))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit("the server did not start")
-
-
-def exe() -> list[str]:
-    script = Path(sys.executable).parent / "netmind-frames"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "netmind_frames.cli"]
-
-
 def run_one(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object]:
     source = tmp / f"in-{rows}.parquet"
     make_input(source, rows, chars)
     out = tmp / f"out-{rows}.parquet"
     home = tmp / f"home-{rows}"
-    env = os.environ | {"NETMIND_API_KEY": "bench", "NETMIND_FRAMES_HOME": str(home)}
+    env = os.environ | {"NETMIND_API_KEY": KEY, "NETMIND_FRAMES_HOME": str(home)}
     argv = [*exe(), "complete", str(source), str(out), "--prompt", "Review: {review}"]
     argv += ["--model", "m", "--max-tokens", "16", "--base-url", base_url]
     argv += ["--poll-interval", "1", "--quiet", "--timings"]
-    start = time.perf_counter()
-    # A fresh child per run: ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so
-    # each run is measured by a wrapper process that reports its own child's peak.
-    wrapper = (
-        "import resource, subprocess, sys;"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-        "sys.stderr.write(p.stderr);"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
-        "sys.exit(p.returncode)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, env=env
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"complete failed ({proc.returncode}):\n{proc.stderr}")
-    match = re.search(r"^timings (.*)$", proc.stderr, re.M)
+    run = measure(argv, env)
+    match = re.search(r"^timings (.*)$", run.stderr, re.M)
     phases = json.loads(match.group(1)) if match else {}
     assert pq.ParquetFile(out).metadata.num_rows == rows
     return {
         "rows": rows,
-        "wall_s": round(wall, 1),
-        "rows_per_s": round(rows / wall),
-        "peak_rss_mib": round(int(proc.stdout.strip()) / 1024),
+        "wall_s": round(run.wall_s, 1),
+        "rows_per_s": round(rows / run.wall_s),
+        "cpu_s": round(run.cpu_s, 1),
+        "peak_rss_mib": round(run.rss_mib),
         "busy_s": phases,
-        "overlap": round(sum(phases.values()) / wall, 2),
+        "overlap": round(sum(phases.values()) / run.wall_s, 2),
     }
 
 
@@ -159,22 +125,11 @@ def main() -> None:
     parser.add_argument("--python", action="store_true", help="run batch_complete instead")
     args = parser.parse_args()
     run = run_python if args.python else run_one
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_cli-") as name:
         tmp = Path(name)
-        env = os.environ | {"BENCH_KEY": "bench"}
-        serve = subprocess.Popen(
-            [*exe(), "serve", "--port", str(port), "--seconds-per-request", "0",
-             "--data-dir", str(tmp / "server"), "--api-key-env", "BENCH_KEY"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        try:
-            wait_for_port(port)
-            base_url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
+        with local_serve(tmp / "server") as origin:
+            base_url = f"{origin}/inference-api/openai/v1"
             results = [run(rows, args.chars, tmp, base_url) for rows in args.rows]
-        finally:
-            serve.terminate()
-            serve.wait(30)
     for result in results:
         print(json.dumps(result))
     if len(results) >= 2 and not args.python:

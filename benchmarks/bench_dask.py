@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,36 +28,25 @@ from typing import Any
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cli import exe, free_port, make_input, wait_for_port
+from _harness import KEY, exe, local_serve, measure
+from bench_cli import make_input
 
 
 def run_cli(source: Path, tmp: Path, base_url: str, concurrent: int) -> dict[str, Any]:
     out = tmp / "cli-out.parquet"
-    env = os.environ | {"NETMIND_API_KEY": "bench", "NETMIND_FRAMES_HOME": str(tmp / "home-cli")}
+    env = os.environ | {"NETMIND_API_KEY": KEY, "NETMIND_FRAMES_HOME": str(tmp / "home-cli")}
     argv = [*exe(), "complete", str(source), str(out), "--prompt", "Review: {review}"]
     argv += ["--model", "m", "--max-tokens", "16", "--base-url", base_url, "--quiet"]
     argv += ["--poll-interval", "1", "--max-concurrent-batches", str(concurrent)]
-    wrapper = (
-        "import resource, subprocess, sys;"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-        "sys.stderr.write(p.stderr);"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
-        "sys.exit(p.returncode)"
-    )
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, env=env
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"complete failed ({proc.returncode}):\n{proc.stderr}")
+    run = measure(argv, env)
     rows = pq.ParquetFile(out).metadata.num_rows
     return {
         "engine": "cli",
         "rows": rows,
-        "wall_s": round(wall, 1),
-        "rows_per_s": round(rows / wall),
-        "peak_rss_mib": round(int(proc.stdout.strip()) / 1024),
+        "wall_s": round(run.wall_s, 1),
+        "rows_per_s": round(rows / run.wall_s),
+        "cpu_s": round(run.cpu_s, 1),
+        "peak_rss_mib": round(run.rss_mib),
     }
 
 
@@ -95,7 +83,7 @@ def run_dask(
             model="m",
             max_tokens=16,
             base_url=base_url,
-            api_key="bench",
+            api_key=KEY,
             poll_interval=1,
             progress=False,
             max_concurrent_batches=concurrent,
@@ -122,27 +110,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrent", type=int, default=64, help="max_concurrent_batches")
     args = parser.parse_args()
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_dask-") as name:
         tmp = Path(name)
         source = tmp / "in.parquet"
         make_input(source, args.rows, args.chars)
-        env = os.environ | {"BENCH_KEY": "bench"}
-        serve = subprocess.Popen(
-            [*exe(), "serve", "--port", str(port), "--seconds-per-request", "0",
-             "--data-dir", str(tmp / "server"), "--api-key-env", "BENCH_KEY"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        try:
-            wait_for_port(port)
-            base_url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
+        with local_serve(tmp / "server") as origin:
+            base_url = f"{origin}/inference-api/openai/v1"
             results = [
                 run_cli(source, tmp, base_url, args.concurrent),
                 run_dask(source, tmp, base_url, args.workers, args.concurrent),
             ]
-        finally:
-            serve.terminate()
-            serve.wait(30)
     for result in results:
         print(json.dumps(result))
 

@@ -19,16 +19,13 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_cli import exe, free_port, wait_for_port
+from _harness import KEY, exe, local_serve, measure
 
 FILES = 8
 REGIONS = ("eu", "us")
@@ -58,27 +55,14 @@ def run_one(rows: int, args: argparse.Namespace, fs: object, env: dict[str, str]
     prefix = f"bench/in-{rows}"
     make_dataset(fs, prefix, rows, args.chars)
     out = f"s3://bench/out-{rows}"
-    env = env | {"NETMIND_API_KEY": "bench", "NETMIND_FRAMES_HOME": str(tmp / f"home-{rows}")}
+    env = env | {"NETMIND_API_KEY": KEY, "NETMIND_FRAMES_HOME": str(tmp / f"home-{rows}")}
     argv = [*exe(), "complete", f"s3://{prefix}/", out, "--dataset"]
     argv += ["--prompt", "Review: {review}", "--model", "m", "--max-tokens", "16"]
     argv += ["--base-url", base_url, "--poll-interval", "1", "--quiet", "--timings"]
     if args.window:
         argv += ["--window", str(args.window)]
-    wrapper = (  # reports the peak RSS of its own child (see bench_cli)
-        "import resource, subprocess, sys;"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-        "sys.stderr.write(p.stderr);"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
-        "sys.exit(p.returncode)"
-    )
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, env=env
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"complete failed ({proc.returncode}):\n{proc.stderr}")
-    match = re.search(r"^timings (.*)$", proc.stderr, re.M)
+    run = measure(argv, env)
+    match = re.search(r"^timings (.*)$", run.stderr, re.M)
     parts = [p for p in fs.ls(out.removeprefix("s3://"), detail=False) if p.endswith(".parquet")]  # type: ignore[attr-defined]
     written = sum(pq.ParquetFile(fs.open(p, "rb")).metadata.num_rows for p in parts)  # type: ignore[attr-defined]
     assert written == rows, (written, rows)
@@ -87,9 +71,10 @@ def run_one(rows: int, args: argparse.Namespace, fs: object, env: dict[str, str]
     return {
         "rows": rows,
         "part_files": len(parts),
-        "wall_s": round(wall, 1),
-        "rows_per_s": round(rows / wall),
-        "peak_rss_mib": round(int(proc.stdout.strip()) / 1024),
+        "wall_s": round(run.wall_s, 1),
+        "rows_per_s": round(rows / run.wall_s),
+        "cpu_s": round(run.cpu_s, 1),
+        "peak_rss_mib": round(run.rss_mib),
         "phases_s": json.loads(match.group(1)) if match else {},
     }
 
@@ -118,22 +103,13 @@ def main() -> None:
     os.environ.update(env)
     fs = s3fs.S3FileSystem()
     fs.mkdir("bench")
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_storage-") as name:
         tmp = Path(name)
-        serve = subprocess.Popen(
-            [*exe(), "serve", "--port", str(port), "--seconds-per-request", "0",
-             "--data-dir", str(tmp / "server"), "--api-key-env", "NETMIND_API_KEY"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=env | {"NETMIND_API_KEY": "bench"},
-        )  # fmt: skip
         try:
-            wait_for_port(port)
-            base_url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
-            results = [run_one(rows, args, fs, env, tmp, base_url) for rows in args.rows]
+            with local_serve(tmp / "server", env) as origin:
+                base_url = f"{origin}/inference-api/openai/v1"
+                results = [run_one(rows, args, fs, env, tmp, base_url) for rows in args.rows]
         finally:
-            serve.terminate()
-            serve.wait(30)
             moto.stop()
     for result in results:
         print(json.dumps(result))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from bench_cli import exe, free_port, make_input, wait_for_port
+from _harness import KEY, exe, local_serve, measure
+from bench_cli import make_input
 
 PROMPT = "Review: {review}"
 MODEL = "m"
 MAX_TOKENS = 16
-KEY = "bench"
 #: The caps a user reads in the provider's guide: requests and bytes per input file.
 MAX_REQUESTS, MAX_BYTES = 50_000, 100 * 1024 * 1024
 
@@ -99,26 +98,6 @@ def sdk_client(source: str, output: str, base_url: str) -> None:
     frame.to_parquet(output)
 
 
-def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run ``argv``; its CPU seconds (user + sys), wall seconds and peak RSS (MiB)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert child.stderr is not None
-    # wait4 gives this child's own rusage (RUSAGE_CHILDREN would accumulate over runs).
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    errors = child.stderr.read().decode(errors="replace")
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{argv[:3]} failed ({child.returncode}):\n{errors}")
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return {
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "wall_s": wall,
-        "rss_mib": usage.ru_maxrss * scale / 2**20,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[20_000])
@@ -130,23 +109,12 @@ def main() -> None:
         sdk_client(*args.sdk_client)
         return
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} (1-min average)")
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_vs_sdk-") as name:
         tmp = Path(name)
-        env = os.environ | {"BENCH_KEY": KEY, "NETMIND_API_KEY": KEY}
-        serve = subprocess.Popen(
-            [*exe(), "serve", "--port", str(port), "--seconds-per-request", "0",
-             "--data-dir", str(tmp / "server"), "--api-key-env", "BENCH_KEY"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        try:
-            wait_for_port(port)
-            base_url = f"http://127.0.0.1:{port}/openai/v1"
+        env = os.environ | {"NETMIND_API_KEY": KEY}
+        with local_serve(tmp / "server") as origin:
             for rows in args.rows:
-                compare(rows, args.runs, args.chars, tmp, base_url, env)
-        finally:
-            serve.terminate()
-            serve.wait(30)
+                compare(rows, args.runs, args.chars, tmp, f"{origin}/openai/v1", env)
     print(f"load after: {os.getloadavg()[0]:.2f} (1-min average)")
 
 
@@ -167,7 +135,8 @@ def compare(
     for number in range(runs):
         for who, argv in commands.items():  # alternate, so both see the same machine load
             home = {"NETMIND_FRAMES_HOME": str(tmp / f"home-{who}-{rows}-{number}")}
-            figures = measure(argv, env | home)
+            run = measure(argv, env | home)
+            figures = {"cpu_s": run.cpu_s, "wall_s": run.wall_s, "rss_mib": run.rss_mib}
             kept = best.setdefault(who, figures)
             for key, value in figures.items():
                 kept[key] = min(kept[key], value)

@@ -239,8 +239,9 @@ def _polars_table(polars: Any, frame: Any) -> pa.Table:
     That conversion copies every text column row by row into a ``large_string`` (the builders
     read those); most of a build's extra time over pandas went there. Instead, the frame is
     taken as Arrow views (no copy) and each text column converted by :func:`large_from_view`,
-    which shares or block-copies the bytes. Any other column whose type differs between the
-    two (categoricals, text inside lists or structs) is converted by Polars as before.
+    which shares the bytes when they lie back to back, else lets Arrow's cast copy them once.
+    Any other column whose type differs between the two (categoricals, text inside lists or
+    structs) is converted by Polars as before.
     """
     level = getattr(polars, "CompatLevel", None)  # Polars >= 1.1
     if level is None or not hasattr(pa, "string_view"):  # pyarrow < 16 has no views

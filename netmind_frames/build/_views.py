@@ -39,10 +39,7 @@ def large_from_view(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     shared = _shared(values)
     if shared is not None:
         return shared
-    # The copy goes to the system allocator, not Arrow's default pool the builders allocate
-    # from: in two interleaved runs (1M rows read from Parquet, loaded 2-core machine) the
-    # build after it was ~0.2 s faster (median); the copy itself costs the same. Re-measure.
-    return pc.cast(values, large_type(values.type), memory_pool=pa.system_memory_pool())
+    return pc.cast(values, large_type(values.type))
 
 
 def large_type(kind: pa.DataType) -> pa.DataType:

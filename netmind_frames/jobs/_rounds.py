@@ -149,7 +149,7 @@ class Driver:
             for i in waiting[: max(0, room)]:
                 self._submitting[i] = self._uploads().submit(self._submit_one, rnd, i)
         if wait:
-            created += self.finish_submitting(rnd)
+            created += self._finish_submitting(rnd)
         return created
 
     def _submit_one(self, rnd: Round, i: int) -> str:
@@ -173,7 +173,7 @@ class Driver:
             self._pool = ThreadPoolExecutor(self.transfers, thread_name_prefix="netmind-submit")
         return self._pool
 
-    def finish_submitting(self, rnd: Round) -> int:
+    def _finish_submitting(self, rnd: Round) -> int:
         """Wait for the submissions under way (none is abandoned half-way: each ends and is
         recorded); how many batches they created. Raises the first failure, as
         :meth:`submit_ready`."""
@@ -181,7 +181,7 @@ class Driver:
             if self._submitting:
                 futures_wait(list(self._submitting.values()))
         except BaseException:
-            self.stop_submitting(rnd)  # Ctrl-C: those under way still end and are recorded
+            self._stop_submitting(rnd)  # Ctrl-C: those under way still end and are recorded
             raise
         return self._harvest(rnd)
 
@@ -216,7 +216,7 @@ class Driver:
             raise failures[min(failures)]
         return len(created)
 
-    def stop_submitting(self, rnd: Round) -> None:
+    def _stop_submitting(self, rnd: Round) -> None:
         """Drop the submissions not started; let those under way end and record them (a
         failure among them is left to the log: another error is on its way out)."""
         if self._pool is None:
@@ -352,7 +352,7 @@ class Driver:
                         self.sleep(delay)
                 delay = min(delay * _BACKOFF, self.poll_interval)
         finally:
-            self.stop_submitting(rnd)  # those under way end and are recorded
+            self._stop_submitting(rnd)  # those under way end and are recorded
 
     def _requests_done(self, rnd: Round) -> int:
         done = 0

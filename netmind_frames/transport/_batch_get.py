@@ -23,6 +23,7 @@ follows:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -211,8 +212,6 @@ def _proxy_for(scheme: str, host: str) -> tuple[str, int, dict[str, str]] | None
         )
     headers = {}
     if parts.username is not None:
-        import base64
-
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     return parts.hostname, parts.port or 80, headers
