@@ -72,6 +72,33 @@ def uploaded_files(srv: LocalBatchServer) -> list[Any]:
     return files
 
 
+def server_batches(srv: LocalBatchServer) -> list[Any]:
+    """Every batch on the server, newest first, through the openai client."""
+    with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as c:
+        return list(c.batches.list(limit=100))
+
+
+def assert_paid_once(srv: LocalBatchServer, shards: int) -> None:
+    """Each of ``shards`` shards has exactly one batch that ran on the server.
+
+    A worker killed half-way through a Netmind upload leaves a named file without its bytes;
+    the next attempt may reuse it, see its batch fail validation (nothing ran, nothing billed)
+    and submit once more. Such a batch is allowed, and only such a one.
+    """
+    batches = server_batches(srv)
+    by_key: dict[str, list[Any]] = {}
+    for b in batches:
+        by_key.setdefault(b.metadata["netmind_frames_fingerprint"], []).append(b)
+    assert len(by_key) == shards, [(b.id, b.metadata, b.status) for b in batches]
+    for key, found in by_key.items():
+        ran = [b for b in found if b.status != "failed"]
+        assert len(ran) == 1, (key, [(b.id, b.status, b.request_counts) for b in found])
+        for b in found:
+            if b.status == "failed":
+                assert b.request_counts.completed == b.request_counts.failed == 0, b
+                assert b.errors is not None and b.errors.data, b
+
+
 @pytest.fixture
 def reviews() -> pd.DataFrame:
     """A small frame with a non-default, duplicated string index."""

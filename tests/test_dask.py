@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openai
 import pandas as pd
 import pytest
 
@@ -24,7 +23,7 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from conftest import connection_kwargs, uploaded_files  # noqa: E402
+from conftest import assert_paid_once, connection_kwargs, server_batches, uploaded_files  # noqa: E402
 
 from netmind_frames import InputError  # noqa: E402
 from netmind_frames.server import LocalBatchServer  # noqa: E402
@@ -68,18 +67,6 @@ def _frame(rows: int = 30, partitions: int = 3) -> Any:
     texts = [f"row {i} is {'good' if i % 3 else 'bad'}" for i in range(rows)]
     df = pd.DataFrame({"text": texts, "n": range(rows)}, index=pd.RangeIndex(100, 100 + rows))
     return dd.from_pandas(df, npartitions=partitions)
-
-
-def _batches(srv: LocalBatchServer) -> list[Any]:
-    with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as c:
-        return list(c.batches.list(limit=100))
-
-
-def _one_batch_per_shard(srv: LocalBatchServer, shards: int) -> None:
-    batches = _batches(srv)
-    keys = [b.metadata["netmind_frames_fingerprint"] for b in batches]
-    assert len(batches) == shards
-    assert len(set(keys)) == shards
 
 
 def test_results_equal_the_pandas_path(client: Any, fresh_server: Any, dialect: str) -> None:
@@ -177,7 +164,7 @@ def test_a_worker_killed_mid_task_costs_nothing_twice(
     assert list(result.index) == list(range(100, 130))
     assert (result["status"] == "ok").all()
     assert list(result["response"]) == ["Say " + text for text in result["text"]]  # each its own
-    _one_batch_per_shard(fresh_server, sum(t.n_shards for t in job.tickets))
+    assert_paid_once(fresh_server, sum(t.n_shards for t in job.tickets))
 
 
 def test_a_bad_row_in_partition_37_of_40_stops_before_any_upload(
@@ -196,7 +183,7 @@ def test_a_bad_row_in_partition_37_of_40_stops_before_any_upload(
     assert f"row 3 (index {bad})" in message
     assert "'text'" in message
     assert uploaded_files(fresh_server) == []
-    assert _batches(fresh_server) == []
+    assert server_batches(fresh_server) == []
 
 
 def test_what_cannot_apply_says_so(client: Any) -> None:
@@ -256,15 +243,15 @@ def test_the_driver_killed_while_waiting_then_the_same_call_reattaches(
             driver.kill()
             stdout, stderr = driver.communicate()
         assert b"FINISHED" not in stdout, stderr  # killed while waiting
-        before = {b.id for b in _batches(srv)}
+        before = {b.id for b in server_batches(srv)}
         ddf = _frame()
         kwargs = {**connection_kwargs(srv, "openai"), **CALL, "max_concurrent_batches": 9}
         result = ddf.netmind.batch_complete("Say {text}", **kwargs).compute()
         assert (result["status"] == "ok").all()
         assert len(result) == 30
-        after = {b.id for b in _batches(srv)}
+        after = {b.id for b in server_batches(srv)}
         assert after == before  # nothing submitted again...
-        _one_batch_per_shard(srv, len(after))  # ...and 9 shards, 9 batches
+        assert_paid_once(srv, len(after))  # ...and 9 shards, 9 batches
         assert len(after) == 9
 
 
@@ -283,7 +270,7 @@ def test_the_driver_keeps_max_concurrent_batches_across_partitions(tmp_path: Pat
         peaks = []
 
         def submit_wave(wave: list[tuple[Any, int]]) -> list[Any]:
-            running = [b for b in _batches(srv) if b.status not in core.TERMINAL_STATUSES]
+            running = [b for b in server_batches(srv) if b.status not in core.TERMINAL_STATUSES]
             have = {t.number: len(t.batch_ids) for t in tickets_so_far}
             asked = sum(shards - have.get(plan.number, 0) for plan, shards in wave)
             peaks.append(len(running) + asked)
@@ -298,4 +285,4 @@ def test_the_driver_keeps_max_concurrent_batches_across_partitions(tmp_path: Pat
         assert sum(t.n_shards for t in tickets) == 12
         assert len(peaks) >= 4  # in waves...
         assert max(peaks) <= 3  # ...never more than 3 batches at once
-        _one_batch_per_shard(srv, 12)
+        assert_paid_once(srv, 12)

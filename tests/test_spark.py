@@ -24,7 +24,7 @@ pytest.importorskip("pyspark")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("Spark needs Java (java on PATH or JAVA_HOME)", allow_module_level=True)
 
-from conftest import connection_kwargs, uploaded_files
+from conftest import assert_paid_once, connection_kwargs, server_batches, uploaded_files
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     ArrayType,
@@ -147,18 +147,6 @@ def _values(frame: pd.DataFrame) -> list[list[Any]]:
     return frame.astype(object).where(frame.notna(), None).values.tolist()
 
 
-def _batches(srv: LocalBatchServer) -> list[Any]:
-    with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as c:
-        return list(c.batches.list(limit=100))
-
-
-def _one_batch_per_shard(srv: LocalBatchServer, shards: int) -> None:
-    batches = _batches(srv)
-    keys = [b.metadata["netmind_frames_fingerprint"] for b in batches]
-    assert len(batches) == shards
-    assert len(set(keys)) == shards
-
-
 def test_results_equal_the_pandas_path(spark: SparkSession, fresh_server: Any, dialect: str):
     kwargs = {**connection_kwargs(fresh_server, dialect), **CALL}
     out = nm.batch_complete(_frame(spark), "Say {text}", **kwargs)
@@ -232,7 +220,7 @@ def test_a_task_that_dies_after_submitting_costs_nothing_twice(
     assert (result["status"] == "ok").all()
     assert list(result["response"]) == ["Say " + text for text in result["text"]]
     # Its retry had no journal: the server-side lookup found the first batch.
-    _one_batch_per_shard(fresh_server, sum(t.n_shards for t in job.tickets))
+    assert_paid_once(fresh_server, sum(t.n_shards for t in job.tickets))
 
 
 def test_a_bad_row_in_partition_37_of_40_stops_before_any_upload(
@@ -253,7 +241,7 @@ def test_a_bad_row_in_partition_37_of_40_stops_before_any_upload(
     assert "row 3 (index 3)" in message
     assert "'text'" in message
     assert uploaded_files(fresh_server) == []
-    assert _batches(fresh_server) == []
+    assert server_batches(fresh_server) == []
 
 
 def test_the_same_call_after_an_interruption_reattaches(
@@ -265,7 +253,7 @@ def test_the_same_call_after_an_interruption_reattaches(
         # The driver stops waiting (as at a Ctrl-C) once every batch is created.
         with pytest.raises(JobTimeoutError, match="Reattach by running the same call again"):
             nm.batch_complete(_frame(spark), "Say {text}", timeout=0.01, **kwargs)
-        before = {b.id for b in _batches(srv)}
+        before = {b.id for b in server_batches(srv)}
         assert len(before) == 9
         with caplog.at_level(logging.DEBUG, logger="netmind_frames"):
             out = nm.batch_complete(_frame(spark), "Say {text}", **kwargs)
@@ -280,7 +268,7 @@ def test_the_same_call_after_an_interruption_reattaches(
         assert not [f for f in files if SECRET.encode() in f.read_bytes()]
         assert (result["status"] == "ok").all()
         assert len(result) == 30
-        assert {b.id for b in _batches(srv)} == before  # nothing submitted again
+        assert {b.id for b in server_batches(srv)} == before  # nothing submitted again
 
 
 def test_what_cannot_apply_says_so(spark: SparkSession, server: LocalBatchServer):
