@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,19 @@ def uploaded_files(srv: LocalBatchServer) -> list[Any]:
     files = response.json()
     assert isinstance(files, list)
     return files
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs.
+
+    The socket stays bound (never listening), so a server started meanwhile on port 0, such
+    as a gateway whose upstream is this port, cannot be given it: a port merely bound and
+    closed can be handed out again at once, and the "unreachable" address is then a live one.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def server_batches(srv: LocalBatchServer) -> list[Any]:

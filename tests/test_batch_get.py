@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
-from conftest import DIALECTS
+from conftest import DIALECTS, closed_port
 from conftest_server import rows, run_batch
 
 from netmind_frames._errors import ConfigurationError
@@ -35,13 +35,6 @@ def no_proxy_from_the_machine(monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +94,13 @@ def test_an_unknown_batch_is_named(keyed):
 
 
 def test_an_unreachable_base_url_fails_at_once_naming_it(tmp_path: Path):
-    base_url = f"http://127.0.0.1:{free_port()}/v1"
-    settings = resolve_settings(base_url=base_url, api_key="sk-unreachable-key")
-    with pytest.raises(ConfigurationError, match=rf"cannot reach the base URL {base_url}") as info:
-        read_batches(settings, ["batch_1"], sleep=pytest.fail)
+    with closed_port() as port:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        settings = resolve_settings(base_url=base_url, api_key="sk-unreachable-key")
+        with pytest.raises(
+            ConfigurationError, match=rf"cannot reach the base URL {base_url}"
+        ) as info:
+            read_batches(settings, ["batch_1"], sleep=pytest.fail)
     assert "sk-unreachable-key" not in str(info.value)
 
 
@@ -178,15 +174,16 @@ def test_the_environments_proxy_is_used(keyed, proxy, monkeypatch):
 
 
 def test_no_proxy_bypasses_it_and_an_unreachable_proxy_is_named(keyed, monkeypatch):
-    dead = f"127.0.0.1:{free_port()}"
-    monkeypatch.setenv("http_proxy", f"http://{dead}")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    batch = keyed.batch  # type: ignore[attr-defined]
-    [state] = read_batches(settings_for(keyed, "netmind"), [batch.id])
-    assert state.status == "completed"
-    monkeypatch.delenv("NO_PROXY")
-    with pytest.raises(ConfigurationError, match=rf"through the proxy {dead}"):
-        read_batches(settings_for(keyed, "netmind"), [batch.id], sleep=pytest.fail)
+    with closed_port() as port:
+        dead = f"127.0.0.1:{port}"
+        monkeypatch.setenv("http_proxy", f"http://{dead}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        batch = keyed.batch  # type: ignore[attr-defined]
+        [state] = read_batches(settings_for(keyed, "netmind"), [batch.id])
+        assert state.status == "completed"
+        monkeypatch.delenv("NO_PROXY")
+        with pytest.raises(ConfigurationError, match=rf"through the proxy {dead}"):
+            read_batches(settings_for(keyed, "netmind"), [batch.id], sleep=pytest.fail)
 
 
 def test_a_socks_proxy_is_refused_naming_it(keyed, monkeypatch):

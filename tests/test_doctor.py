@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
-from conftest import uploaded_files
+from conftest import closed_port, uploaded_files
 
 from netmind_frames import LocalBatchServer, doctor
 from netmind_frames.cli import EXIT_ERROR, EXIT_OK, main
@@ -94,12 +93,10 @@ def test_an_unknown_status_while_queued_differs(capsys, tmp_path, monkeypatch):
 
 
 def test_a_closed_port_fails_fast_naming_the_url(capsys, tmp_path, monkeypatch):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
     monkeypatch.setenv("NETMIND_API_KEY", KEY)
-    code, text, record = run(capsys, tmp_path, "--live", "--base-url", url)
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}/inference-api/openai/v1"
+        code, text, record = run(capsys, tmp_path, "--live", "--base-url", url)
     assert code == EXIT_ERROR
     assert verdicts(record) == {"reachable": "fails"}
     assert f"fails    reachable: cannot reach {url}" in text

@@ -3,19 +3,20 @@ a minute, in the words of the caller (CLI options on the CLI, keywords in Python
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import uploaded_files
+from conftest import closed_port, uploaded_files
 
 import netmind_frames
 from netmind_frames import ConfigurationError, InputError, LocalBatchServer, RowError
@@ -32,11 +33,10 @@ def frame(n: int = 4) -> pd.DataFrame:
     return pd.DataFrame({"text": [f"row {i}" for i in range(n)]})
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+@contextlib.contextmanager
+def closed_port_url() -> Iterator[str]:
+    with closed_port() as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def cli(srv: LocalBatchServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -93,8 +93,7 @@ def test_a_failed_write_after_the_batch_names_the_job_and_how_to_get_it(
 
 
 def test_a_closed_port_fails_at_once_naming_the_url():
-    url = closed_port_url()
-    with pytest.raises(ConfigurationError) as info:
+    with closed_port_url() as url, pytest.raises(ConfigurationError) as info:
         netmind_frames.submit(frame(), "{text}", model="m", api_key="k", base_url=url)
     message = str(info.value)
     assert url in message and "/v1" in message and "netmind_frames.doctor()" in message
@@ -102,8 +101,8 @@ def test_a_closed_port_fails_at_once_naming_the_url():
 
 def test_the_cli_says_doctor_for_an_unreachable_url(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("NETMIND_API_KEY", "k")
-    url = closed_port_url()
-    assert main(complete(tmp_path / "o.parquet", "--base-url", url)) == EXIT_ERROR
+    with closed_port_url() as url:
+        assert main(complete(tmp_path / "o.parquet", "--base-url", url)) == EXIT_ERROR
     err = capsys.readouterr().err
     assert url in err and "netmind-frames doctor" in err and "netmind_frames." not in err
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import socket
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ import openai
 import orjson
 import pandas as pd
 import pytest
+from conftest import closed_port
 from conftest_server import content, rows, start_batch, wait_for, wait_terminal
 
 import netmind_frames  # noqa: F401  (registers df.netmind)
@@ -184,15 +184,11 @@ def test_the_library_reports_and_retries_upstream_errors(echo: LocalBatchServer)
     assert (retried["status"] == "ok").all()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_an_unreachable_upstream_gives_connection_error_lines() -> None:
-    upstream = f"http://127.0.0.1:{_closed_port()}/v1"
-    with LocalBatchServer(upstream=upstream, upstream_retries=0) as gateway:
+    with (
+        closed_port() as port,
+        LocalBatchServer(upstream=f"http://127.0.0.1:{port}/v1", upstream_retries=0) as gateway,
+    ):
         out = frame(3).netmind.batch_complete(
             "Say {text}", model="m", retries=0, **kwargs_for(gateway)
         )

@@ -16,7 +16,7 @@ import orjson
 import pandas as pd
 import pydantic
 import pytest
-from conftest import connection_kwargs
+from conftest import closed_port, connection_kwargs
 
 import netmind_frames
 from netmind_frames import InputError, LocalBatchServer
@@ -183,12 +183,10 @@ def test_sync_mode_retry_rounds_resend_only_retryable_rows(
 
 
 def test_a_dead_endpoint_gives_connection_error_rows() -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0) as c:
+    with (
+        closed_port() as port,
+        openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0) as c,
+    ):
         out = sample(2).netmind.batch_complete(
             "Say {text}", model="m", mode="sync", client=c, retries=0, progress=False
         )
