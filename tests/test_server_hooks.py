@@ -165,13 +165,13 @@ def test_delay_runs_the_call_and_holds_the_answer(
     local_server: LocalBatchServer, oai: openai.OpenAI
 ) -> None:
     file_id = upload(oai, rows(2))
-    local_server.inject_fault("POST", "/batches", "delay:0.8")
+    local_server.inject_fault("POST", "/batches", "delay:3")
     began = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         oai.with_options(timeout=0.2).batches.create(
             input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h"
         )
-    assert time.monotonic() - began < 0.7
+    assert time.monotonic() - began < 2.5  # gave up long before the answer (margin for load)
     assert len(batch_ids(oai)) == 1  # the work was done although the client timed out
     local_server.inject_fault("GET", "/batches", "delay:0.2")
     began = time.monotonic()
