@@ -14,6 +14,7 @@ from conftest import connection_kwargs
 import netmind_frames
 from netmind_frames import JobTimeoutError, LocalBatchServer
 from netmind_frames.cli import EXIT_ERROR, EXIT_OK, main
+from netmind_frames.jobs._rounds import POLL_FAILURES, PollBlips
 
 ROWS = 30
 
@@ -159,3 +160,19 @@ def test_a_cli_cancel_reaches_the_retry_round_of_the_process_that_waits(dialect)
     assert set(out["status"]) <= {"ok", "failed", "cancelled"}
     ok = out["status"] == "ok"
     assert (out.loc[ok, "response"] == out.loc[ok, "text"]).all()
+
+
+def test_polls_outlast_blips_until_too_many_fail_in_a_row(caplog):
+    """The job's poll and the cancel's wait share one rule: a success starts the count again;
+    the POLL_FAILURES-th failure in a row is raised, the earlier ones only logged."""
+    caplog.set_level("INFO", logger="netmind_frames")
+    blips, error = PollBlips("poll while cancelling"), RuntimeError("blip")
+    for _ in range(POLL_FAILURES - 1):
+        blips.outlast(error, 0.5)
+    blips.passed()
+    for _ in range(POLL_FAILURES - 1):
+        blips.outlast(error, 0.5)
+    with pytest.raises(RuntimeError) as caught:
+        blips.outlast(error, 0.5)
+    assert caught.value is error
+    assert "poll while cancelling failed; trying again in 0.5 s" in caplog.text

@@ -17,7 +17,7 @@ from typing import Any
 import openai
 
 from .._errors import JobTimeoutError
-from ._rounds import POLL_FAILURES, TERMINAL_STATUSES, TRANSIENT_ERRORS, cancel_running
+from ._rounds import TERMINAL_STATUSES, TRANSIENT_ERRORS, PollBlips, cancel_running
 
 log = logging.getLogger("netmind_frames")
 
@@ -43,17 +43,14 @@ def cancel_batches(
     ``JobTimeoutError`` carrying ``job_id``.
     """
     cancel_running(client, [(b.id, str(b.status)) for b in fetch(batch_ids)])
-    delay, failures, told = _FIRST_POLL, 0, False
+    delay, blips, told = _FIRST_POLL, PollBlips("poll while cancelling"), False
     waiting: list[Any] = []
     while True:
         try:
             batches = list(fetch(batch_ids))
-            failures = 0
-        except TRANSIENT_ERRORS:
-            failures += 1
-            if failures >= POLL_FAILURES:
-                raise
-            log.info("poll failed while cancelling; trying again in %.1f s", delay)
+            blips.passed()
+        except TRANSIENT_ERRORS as exc:
+            blips.outlast(exc, delay)
         else:
             waiting = [b for b in batches if b.status not in TERMINAL_STATUSES]
             if not waiting:

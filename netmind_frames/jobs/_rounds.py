@@ -53,6 +53,28 @@ _BACKOFF = 1.5
 #: Polls in a row that may fail (network, 5xx) before the error is raised.
 POLL_FAILURES = 30
 TRANSIENT_ERRORS = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+
+
+class PollBlips:
+    """Polls that failed in a row with one of ``TRANSIENT_ERRORS``: a blip while polling a
+    24-hour batch is no reason to give up on it, ``POLL_FAILURES`` in a row are."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+
+    def passed(self) -> None:
+        """A poll succeeded: the count starts again."""
+        self.count = 0
+
+    def outlast(self, error: BaseException, delay: float) -> None:
+        """One more failure: logged (the next try is in ``delay`` s), or ``error`` raised."""
+        self.count += 1
+        if self.count >= POLL_FAILURES:
+            raise error
+        log.info("%s failed; trying again in %.1f s", self.what, delay)
+
+
 #: Uploads (with their creates) or downloads at once. Both providers' file storage serves
 #: parallel transfers; a few keep a fast link busy without hammering a slow one.
 TRANSFERS = 4
@@ -306,7 +328,7 @@ class Driver:
         """
         try:
             delay = min(_FIRST_POLL, self.poll_interval)
-            failures = 0
+            blips = PollBlips("poll")
             shards = rnd.shards
             while True:
                 self.notice_cancel(rnd)
@@ -315,13 +337,9 @@ class Driver:
                 live = [b for b in rnd.batch_ids if b is not None and not self.is_terminal(b)]
                 try:
                     self.fetch(live)
-                    failures = 0
-                except TRANSIENT_ERRORS:
-                    # A blip while polling a 24-hour batch is no reason to give up on it.
-                    failures += 1
-                    if failures >= POLL_FAILURES:
-                        raise
-                    log.info("poll failed; trying again in %.1f s", delay)
+                    blips.passed()
+                except TRANSIENT_ERRORS as exc:
+                    blips.outlast(exc, delay)
                 else:
                     self.raise_if_failed(rnd.batch_ids)
                     if on_chunk is not None:
