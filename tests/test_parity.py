@@ -31,6 +31,14 @@ DATA: dict[str, list[Any]] = {
     "model": ["m-a", "m-b", "m-a", "m-b", "m-a", "m-b", "m-a", "m-b", "m-a"],
     "params": [{"max_tokens": 3}, None, {"max_tokens": 3}, None, None, None, None, None, None],
 }
+#: Rows for the tests of seeded failures. The server draws them per batch id, which is random,
+#: so a handful of rows may draw none: 0.7 ** 9 = 4% of runs had no failed row at all.
+MANY: dict[str, list[Any]] = {
+    "text": [f'review {i}: {"good" if i % 3 else "bad"} "stuff"\n' for i in range(40)],
+    "stars": [i % 5 + 1 for i in range(40)],
+    "model": ["m-a", "m-b"] * 20,
+    "params": [{"max_tokens": 3} if i % 4 == 0 else None for i in range(40)],
+}
 RESULT_TYPES = {
     "response": pl.String,
     "finish_reason": pl.String,
@@ -80,9 +88,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def run_all(call: Callable[[Any], Any]) -> dict[str, Any]:
+def run_all(call: Callable[[Any], Any], data: dict[str, list[Any]] = DATA) -> dict[str, Any]:
     """``call(frame)`` for each front end; checks each result is of its input's kind."""
-    outs = {kind: call(make(kind)) for kind in FRONT_ENDS}
+    outs = {kind: call(make(kind, data)) for kind in FRONT_ENDS}
     assert isinstance(outs["pandas"], pd.DataFrame)
     assert isinstance(outs["polars"], pl.DataFrame)
     assert isinstance(outs["arrow"], pa.Table)
@@ -169,12 +177,13 @@ def test_expired_rows():
 def test_retries_recover_the_same_rows():
     with LocalBatchServer(fail_rate=0.3, seed=5) as srv:
         kwargs = connection_kwargs(srv, "openai")
-        jobs = {k: netmind_frames.submit(make(k), "{text}", model="m", retries=8, **kwargs)
+        # 40 rows at 0.3: none failing is 0.7 ** 40; one failing all 13 tries, 40 * 0.3 ** 13.
+        jobs = {k: netmind_frames.submit(make(k, MANY), "{text}", model="m", retries=12, **kwargs)
                 for k in FRONT_ENDS}  # fmt: skip
         outs = {k: job.result() for k, job in jobs.items()}
     assert all(job.retry_batch_ids for job in jobs.values()), "the knob should fail some rows"
     rows = assert_same_cells(outs)
-    assert [r["response"] for r in rows] == DATA["text"]
+    assert [r["response"] for r in rows] == MANY["text"]
 
 
 SCHEMA = {
@@ -379,7 +388,8 @@ def test_bulk_proven_schema_columns_and_invalid_rows_match_cell_by_cell():
         outs = run_all(
             lambda frame: netmind_frames.batch_complete(
                 frame, "{text}", model="m", schema=BULK_SCHEMA, retries=0, **kwargs
-            )
+            ),
+            MANY,  # 40 rows at 0.4: none corrupted is 0.6 ** 40 (1e-9)
         )
     rows = assert_same_cells(outs)
     statuses = [r["status"] for r in rows]
