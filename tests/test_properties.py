@@ -295,7 +295,9 @@ def test_retried_rows_keep_their_answers(failing_server, frame, mode, shards):
             frame,
             model="m",
             max_requests=max_requests_for(len(frame), shards),
-            retries=2,
+            # Five tries: a row fails them all with p = 0.25**5 = 1/1024, so the bound below
+            # holds in all but ~1e-7 of examples (with three tries, ~1e-3 on 30-row frames).
+            retries=4,
             **kwargs,
             **connection(failing_server, "netmind"),
         )
@@ -304,7 +306,7 @@ def test_retried_rows_keep_their_answers(failing_server, frame, mode, shards):
         batches = [client.batches.retrieve(b) for b in (*job.batch_ids, *job.retry_batch_ids)]
     # A row is re-sent only while it has no answer: each ok row has exactly one ok line.
     assert sum(b.request_counts.completed for b in batches) == np.count_nonzero(status == "ok")
-    # 25% failures, three tries: far fewer failed rows than a single try leaves.
+    # 25% failures, five tries: far fewer failed rows than a single try leaves.
     assert np.count_nonzero(status == "failed") <= max(3, 0.1 * len(frame))
 
 

@@ -39,25 +39,20 @@ from ._accessor import _arguments
 from ._api import Mode
 from ._partitions import (
     PartitionCall,
+    PartitionedJob,
     PartitionPlan,
     Ticket,
-    job_id_of,
     join_partition,
     make_call,
     result_meta,
-    start_partitions,
     submit_partition,
     validate_partition,
-    wait_partitions,
 )
 
 __all__ = ["DaskJob", "DaskNetmind"]
 
-#: The keywords that only the driver's wait uses.
-_WAITING = ("poll_interval", "progress", "max_concurrent_batches")
 
-
-class DaskJob:
+class DaskJob(PartitionedJob):
     """The batches of one call over a Dask DataFrame: ``wait()``, then ``result()``.
 
     Its ``id`` is derived from the partitions' rows and options; the driver's journal maps
@@ -73,64 +68,19 @@ class DaskJob:
         plans: list[PartitionPlan],
         waiting: Mapping[str, Any],
     ) -> None:
+        super().__init__(call, plans, waiting)
         self._frame = frame
-        self._call = call
         self._meta = result_meta(frame._meta, options)
-        self._plans = plans
-        self._waiting = dict(waiting)
-        self._tickets: list[Ticket] | None = None
-
-    def __repr__(self) -> str:
-        return f"DaskJob(id={self.id!r}, partitions={len(self._plans)}, rows={self.n_rows})"
-
-    @property
-    def id(self) -> str:
-        """The job id, ``job-`` + 24 hex digits."""
-        return job_id_of(self._plans)
-
-    @property
-    def n_rows(self) -> int:
-        """The rows of every partition."""
-        return sum(p.n_rows for p in self._plans)
 
     @property
     def meta(self) -> pd.DataFrame:
         """The result's ``meta``: the input's columns plus the result columns, empty."""
         return self._meta
 
-    def start(self) -> DaskJob:
-        """Submit the first wave of partitions (``submit`` calls it)."""
-        start_partitions(
-            self._plans,
-            self._call,
-            self._submit_wave,
-            max_concurrent_batches=self._waiting.get(
-                "max_concurrent_batches", MAX_CONCURRENT_BATCHES
-            ),
-        )
-        return self
-
-    def wait(self, timeout: float | None = None) -> DaskJob:
-        """Submit the remaining partitions as slots free up and wait, on this process, until
-        every batch is terminal; return the job."""
-        self._tickets = wait_partitions(
-            self._plans, self._call, self._submit_wave, timeout=timeout, **self._waiting
-        )
-        return self
-
-    @property
-    def tickets(self) -> list[Ticket]:
-        """Every partition's batches (after ``wait()``)."""
-        if self._tickets is None:
-            raise RuntimeError("wait() first")
-        return list(self._tickets)
-
     def result(self, timeout: float | None = None) -> dd.DataFrame:
         """Wait if needed; the lazy result: the input's partitions, divisions and index plus
         the result columns, joined on the workers when computed."""
-        if self._tickets is None:
-            self.wait(timeout)
-        by_number = {t.number: t for t in self.tickets}
+        by_number = self._tickets_by_number(timeout)
         return self._frame.map_partitions(
             _join, self._call, by_number, meta=self._meta, transform_divisions=False
         )
@@ -156,13 +106,12 @@ def _submit(frame: dd.DataFrame, prompt: str | None, kwargs: dict[str, Any]) -> 
     """Check the call on the driver, validate every partition, then submit the first wave."""
     sample = frame._meta_nonempty.iloc[:1]  # one row: a column-level check sees no duplicates
     call, options = make_call(sample, prompt, kwargs, engine="Dask")
-    waiting = {k: kwargs[k] for k in _WAITING if k in kwargs}
     parts = frame.to_delayed()
     check = dask.delayed(validate_partition, pure=True)
     plans = list(dask.compute(*[check(p, call, i, len(parts)) for i, p in enumerate(parts)]))
     if not any(p.n_rows for p in plans):
         raise InputError("the input is empty: there is nothing to send")
-    return DaskJob(frame, call, options, plans, waiting).start()
+    return DaskJob(frame, call, options, plans, kwargs).start()
 
 
 class DaskNetmind:

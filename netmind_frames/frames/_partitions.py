@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pandas as pd
@@ -360,6 +360,76 @@ def start_partitions(
             tickets[ticket.number] = ticket
         record.save(plans, tickets)
     return [tickets[p.number] for p in plans]
+
+
+#: The keywords of a partitioned call that only the driver's wait uses.
+WAITING = ("poll_interval", "progress", "max_concurrent_batches")
+
+_Job = TypeVar("_Job", bound="PartitionedJob")
+
+
+class PartitionedJob:
+    """What a Dask job and a Spark job share: the partitions' plans, the driver's waves of
+    submissions and the tickets they leave. A subclass says how a wave reaches the workers
+    (``_submit_wave``) and how the result is joined."""
+
+    def __init__(
+        self, call: PartitionCall, plans: list[PartitionPlan], waiting: Mapping[str, Any]
+    ) -> None:
+        self._call = call
+        self._plans = plans
+        self._waiting = {k: v for k, v in waiting.items() if k in WAITING}
+        self._tickets: list[Ticket] | None = None
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(id={self.id!r}, partitions={len(self._plans)}, rows={self.n_rows})"
+
+    @property
+    def id(self) -> str:
+        """The job id, ``job-`` + 24 hex digits."""
+        return job_id_of(self._plans)
+
+    @property
+    def n_rows(self) -> int:
+        """The rows of every partition."""
+        return sum(p.n_rows for p in self._plans)
+
+    def start(self: _Job) -> _Job:
+        """Submit the first wave of partitions (``submit`` calls it)."""
+        start_partitions(
+            self._plans,
+            self._call,
+            self._submit_wave,
+            max_concurrent_batches=self._waiting.get(
+                "max_concurrent_batches", MAX_CONCURRENT_BATCHES
+            ),
+        )
+        return self
+
+    def wait(self: _Job, timeout: float | None = None) -> _Job:
+        """Submit the remaining partitions as slots free up and wait, on the driver (this
+        process), until every batch is terminal; return the job."""
+        self._tickets = wait_partitions(
+            self._plans, self._call, self._submit_wave, timeout=timeout, **self._waiting
+        )
+        return self
+
+    @property
+    def tickets(self) -> list[Ticket]:
+        """Every partition's batches (after ``wait()``)."""
+        if self._tickets is None:
+            raise RuntimeError("wait() first")
+        return list(self._tickets)
+
+    def _tickets_by_number(self, timeout: float | None) -> dict[int, Ticket]:
+        """Wait if needed; every partition's ticket by its partition number."""
+        if self._tickets is None:
+            self.wait(timeout)
+        return {t.number: t for t in self.tickets}
+
+    def _submit_wave(self, wave: list[tuple[PartitionPlan, int]]) -> list[Ticket]:
+        raise NotImplementedError
 
 
 def _record(plans: Sequence[PartitionPlan], call: PartitionCall) -> _Record:

@@ -47,22 +47,18 @@ from ..transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._api import Mode
 from ._partitions import (
     PartitionCall,
+    PartitionedJob,
     PartitionPlan,
     Ticket,
-    job_id_of,
     join_partition,
     make_call,
     result_meta,
-    start_partitions,
     submit_partition,
     validate_partition,
-    wait_partitions,
 )
 
 __all__ = ["SparkJob", "batch_complete", "batch_embed", "submit"]
 
-#: The keywords that only the driver's wait uses.
-_WAITING = ("poll_interval", "progress", "max_concurrent_batches")
 _PLAN = pa.schema(
     [
         ("number", pa.int32()),
@@ -86,7 +82,7 @@ _TICKET = pa.schema(
 _PANDAS_WARNING = "PySpark does not yet fully support pandas"
 
 
-class SparkJob:
+class SparkJob(PartitionedJob):
     """The batches of one call over a Spark DataFrame: ``wait()``, then ``result()``.
 
     Its ``id`` is derived from the partitions' rows and options; the driver's journal maps it
@@ -103,68 +99,23 @@ class SparkJob:
         plans: list[PartitionPlan],
         waiting: Mapping[str, Any],
     ) -> None:
+        super().__init__(call, plans, waiting)
         self._pinned = pinned
         self._arrow = arrow
-        self._call = call
         self._results = results
-        self._plans = plans
-        self._waiting = dict(waiting)
-        self._tickets: list[Ticket] | None = None
         fields = [StructField(name, from_arrow_type(kind), True) for name, kind in results]
         self._schema = StructType([*pinned.schema.fields, *fields])
-
-    def __repr__(self) -> str:
-        return f"SparkJob(id={self.id!r}, partitions={len(self._plans)}, rows={self.n_rows})"
-
-    @property
-    def id(self) -> str:
-        """The job id, ``job-`` + 24 hex digits."""
-        return job_id_of(self._plans)
-
-    @property
-    def n_rows(self) -> int:
-        """The rows of every partition."""
-        return sum(p.n_rows for p in self._plans)
 
     @property
     def schema(self) -> StructType:
         """The result's schema: the input's columns plus the result columns."""
         return self._schema
 
-    def start(self) -> SparkJob:
-        """Submit the first wave of partitions (``submit`` calls it)."""
-        start_partitions(
-            self._plans,
-            self._call,
-            self._submit_wave,
-            max_concurrent_batches=self._waiting.get(
-                "max_concurrent_batches", MAX_CONCURRENT_BATCHES
-            ),
-        )
-        return self
-
-    def wait(self, timeout: float | None = None) -> SparkJob:
-        """Submit the remaining partitions as slots free up and wait, on the driver, until
-        every batch is terminal; return the job."""
-        self._tickets = wait_partitions(
-            self._plans, self._call, self._submit_wave, timeout=timeout, **self._waiting
-        )
-        return self
-
-    @property
-    def tickets(self) -> list[Ticket]:
-        """Every partition's batches (after ``wait()``)."""
-        if self._tickets is None:
-            raise RuntimeError("wait() first")
-        return list(self._tickets)
-
     def result(self, timeout: float | None = None) -> DataFrame:
         """Wait if needed; the lazy result: the input's rows in order plus the result columns,
         joined on the executors when an action runs (each action downloads the results
         again, paying nothing: ``cache()`` it to use it more than once)."""
-        if self._tickets is None:
-            self.wait(timeout)
-        by_number = {t.number: t for t in self.tickets}
+        by_number = self._tickets_by_number(timeout)
         join = partial(
             _join_task,
             call=self._call,
@@ -352,7 +303,6 @@ def _submit(frame: DataFrame, prompt: str | None, kwargs: dict[str, Any]) -> Spa
     sample = _sample(schema)
     call, options = make_call(sample, prompt, kwargs, engine="Spark")
     results = _results(sample, options)
-    waiting = {k: kwargs[k] for k in _WAITING if k in kwargs}
     pinned = _pin(frame)
     total = pinned.rdd.getNumPartitions()
     check = partial(_validate_task, call=call, total=total, schema=schema)
@@ -364,7 +314,7 @@ def _submit(frame: DataFrame, prompt: str | None, kwargs: dict[str, Any]) -> Spa
     plans = [seen.get(n, PartitionPlan(n, 0, None, 0)) for n in range(total)]
     if not any(p.n_rows for p in plans):
         raise InputError("the input is empty: there is nothing to send")
-    return SparkJob(pinned, schema, call, results, plans, waiting).start()
+    return SparkJob(pinned, schema, call, results, plans, kwargs).start()
 
 
 def _arrow_schema(frame: DataFrame) -> pa.Schema:
