@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,15 @@ def server_batches(srv: LocalBatchServer) -> list[Any]:
     """Every batch on the server, newest first, through the openai client."""
     with openai.OpenAI(base_url=srv.openai_base_url, api_key=srv.api_key) as c:
         return list(c.batches.list(limit=100))
+
+
+def until_answered(srv: LocalBatchServer, timeout: float = 60) -> None:
+    """Wait until the server has answered at least one batch request (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(b.request_counts.completed or 0 for b in server_batches(srv)):
+            return
+        time.sleep(0.1)
 
 
 def assert_paid_once(srv: LocalBatchServer, shards: int) -> None:

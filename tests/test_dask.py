@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,13 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from conftest import assert_paid_once, connection_kwargs, server_batches, uploaded_files  # noqa: E402
+from conftest import (  # noqa: E402
+    assert_paid_once,
+    connection_kwargs,
+    server_batches,
+    until_answered,
+    uploaded_files,
+)
 
 from netmind_frames import InputError  # noqa: E402
 from netmind_frames.server import LocalBatchServer  # noqa: E402
@@ -253,6 +260,58 @@ def test_the_driver_killed_while_waiting_then_the_same_call_reattaches(
         assert after == before  # nothing submitted again...
         assert_paid_once(srv, len(after))  # ...and 9 shards, 9 batches
         assert len(after) == 9
+
+
+def test_cancel_stops_the_batches_and_submits_no_more(client: Any) -> None:
+    # 3 partitions of 3 shards, 3 batches at a time: the first wave is partition 0 alone.
+    with LocalBatchServer(seed=2, seconds_per_request=2) as srv:
+        kwargs = {**connection_kwargs(srv, "openai"), **CALL}
+        ddf = _frame()
+        job = ddf.netmind.submit("Say {text}", **kwargs)
+        first = {b.id for b in server_batches(srv)}
+        assert len(first) == 3
+        until_answered(srv)
+        assert job.cancel(timeout=60) is job
+        batches = server_batches(srv)
+        assert {b.id for b in batches} == first  # no further wave
+        assert {b.status for b in batches} <= {"cancelled", "completed"}
+        assert "cancelled" in {b.status for b in batches}
+        answered = sum(b.request_counts.completed for b in batches)
+        assert answered >= 1
+
+        result = job.result().compute()
+        assert len(result) == 30
+        assert result.index.tolist() == list(range(100, 130))
+        assert set(result["status"]) <= {"ok", "cancelled"}
+        # Partitions 1 and 2 were never submitted: all their rows are cancelled.
+        assert (result["status"].iloc[10:] == "cancelled").all()
+        ok = result[result["status"] == "ok"]
+        assert len(ok) == answered  # what ran keeps its answer, on its own row
+        pairs = zip(ok["response"], ok["n"], strict=True)
+        assert all(r.startswith(f"Say row {n} ") for r, n in pairs)
+        assert {b.id for b in server_batches(srv)} == first  # the join paid for nothing
+
+        # The same call again reattaches to the cancelled job: it submits nothing.
+        again = ddf.netmind.batch_complete("Say {text}", **kwargs).compute()
+        assert again["status"].tolist() == result["status"].tolist()
+        assert {b.id for b in server_batches(srv)} == first
+
+
+def test_cancel_while_another_thread_waits_stops_its_waves(client: Any) -> None:
+    with LocalBatchServer(seed=2, seconds_per_request=2) as srv:
+        kwargs = {**connection_kwargs(srv, "netmind"), **CALL}
+        job = _frame().netmind.submit("Say {text}", **kwargs)
+        waiter = threading.Thread(target=job.wait)
+        waiter.start()
+        until_answered(srv)
+        job.cancel(timeout=60)
+        waiter.join(timeout=60)
+        assert not waiter.is_alive()  # the wait saw the cancel and ended
+        batches = server_batches(srv)
+        assert len(batches) == 3  # the first wave only
+        assert {b.status for b in batches} <= {"cancelled", "completed"}
+        statuses = job.result().compute()["status"]
+        assert (statuses.iloc[10:] == "cancelled").all()
 
 
 def test_the_driver_keeps_max_concurrent_batches_across_partitions(tmp_path: Path) -> None:

@@ -24,7 +24,13 @@ pytest.importorskip("pyspark")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("Spark needs Java (java on PATH or JAVA_HOME)", allow_module_level=True)
 
-from conftest import assert_paid_once, connection_kwargs, server_batches, uploaded_files
+from conftest import (
+    assert_paid_once,
+    connection_kwargs,
+    server_batches,
+    until_answered,
+    uploaded_files,
+)
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     ArrayType,
@@ -269,6 +275,30 @@ def test_the_same_call_after_an_interruption_reattaches(
         assert (result["status"] == "ok").all()
         assert len(result) == 30
         assert {b.id for b in server_batches(srv)} == before  # nothing submitted again
+
+
+def test_cancel_stops_the_batches_and_submits_no_more(spark: SparkSession):
+    with LocalBatchServer(seed=2, seconds_per_request=2) as srv:
+        kwargs = {**connection_kwargs(srv, "openai"), **CALL}  # 3 batches at a time
+        job = nm.submit(_frame(spark), "Say {text}", **kwargs)
+        first = {b.id for b in server_batches(srv)}
+        assert len(first) == 3  # partition 0's three shards
+        until_answered(srv)
+        assert job.cancel(timeout=60) is job
+        batches = server_batches(srv)
+        assert {b.id for b in batches} == first
+        assert "cancelled" in {b.status for b in batches}
+        answered = sum(b.request_counts.completed for b in batches)
+        assert answered >= 1
+        result = _collect(job.result())
+        assert result["n"].tolist() == list(range(30))
+        assert (result["status"].iloc[10:] == "cancelled").all()  # never submitted
+        ok = result[result["status"] == "ok"]
+        assert len(ok) == answered
+        assert set(result["status"]) <= {"ok", "cancelled"}
+        pairs = zip(ok["response"], ok["n"], strict=True)
+        assert all(r.startswith(f"Say row {n} ") for r, n in pairs)
+        assert {b.id for b in server_batches(srv)} == first
 
 
 def test_what_cannot_apply_says_so(spark: SparkSession, server: LocalBatchServer):

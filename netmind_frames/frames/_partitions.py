@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import openai
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -46,6 +47,7 @@ from ..build._private import private_dir, private_home, write_private
 from ..build._source import FrameSource, chunk_rows_for
 from ..build._spool import spool_plan
 from ..jobs._attach import remember
+from ..jobs._cancel import cancel_batches
 from ..jobs._checks import check_flags, check_positive, check_seconds, check_timeout
 from ..jobs._job import TERMINAL_STATUSES, BatchJob, joined_frame
 from ..jobs._journal import Journal
@@ -139,6 +141,8 @@ class Ticket:
     n_rows: int
     n_shards: int
     batch_ids: tuple[str, ...] = ()
+    #: The job was cancelled: shards without a batch never get one; their rows are cancelled.
+    cancelled: bool = False
 
     @property
     def complete(self) -> bool:
@@ -294,9 +298,8 @@ def join_partition(frame: pd.DataFrame, call: PartitionCall, ticket: Ticket) -> 
     if ticket.job_id is None:
         assert call.options is not None  # make_call sets it
         return result_meta(frame, call.options)
-    job = _job(frame, call, ticket.job_id, batch_ids=ticket.batch_ids)
-    out = job.result()
-    return out
+    job = _job(frame, call, ticket.job_id, batch_ids=ticket.batch_ids, cancelled=ticket.cancelled)
+    return job.result()
 
 
 def _job(
@@ -306,6 +309,7 @@ def _job(
     *,
     batch_ids: Sequence[str] = (),
     max_concurrent: int = MAX_CONCURRENT_BATCHES,
+    cancelled: bool = False,
 ) -> BatchJob:
     ready = call.prepared(frame)
     journal = Journal(ready.settings.home)
@@ -326,9 +330,11 @@ def _job(
             f"{job.id}): {call.engine} must give the same rows each time it computes a "
             "partition (persist the frame first if its source is not deterministic)."
         )
-    if batch_ids:
+    if batch_ids or cancelled:
         job.use_batches([*batch_ids, *[None] * (job.n_shards - len(batch_ids))])
     remember(journal, job, ready.settings.base_url, ready.options, source, False)
+    if cancelled:  # its shards without a batch are never submitted, nor its rows retried
+        journal.mark_cancelled(job.id)
     return job
 
 
@@ -352,7 +358,9 @@ def start_partitions(
     journal knows batches of this job already (then :func:`wait_partitions` goes on)."""
     record = _record(plans, call)
     tickets = record.load(plans)
-    if any(t.batch_ids for t in tickets.values()):
+    if record.cancelled:
+        log.warning("job %s was cancelled: nothing more is submitted", record.job_id)
+    elif any(t.batch_ids for t in tickets.values()):
         log.warning("reattached to job %s: its batches are not paid again", record.job_id)
     else:
         wave = _next_wave(plans, tickets, max_concurrent_batches)
@@ -422,6 +430,37 @@ class PartitionedJob:
             raise RuntimeError("wait() first")
         return list(self._tickets)
 
+    def cancel(self: _Job, timeout: float | None = None) -> _Job:
+        """Cancel every batch still running, submit no more partitions, and wait until each
+        batch is terminal; return the job.
+
+        Rows that finished keep their answers; ``result()`` then gives the rest the status
+        ``cancelled`` (partitions never submitted included). The same call again reattaches
+        to the cancelled job and submits nothing. A cancelled batch stays ``cancelling`` until
+        its in-flight requests finish (up to 10 minutes on Netmind).
+
+        Raises:
+            InputError: ``timeout`` is not None, 0 or a finite number of seconds > 0.
+            JobTimeoutError: ``timeout`` seconds passed first; the batches go on cancelling,
+                and ``cancel()`` again waits for them.
+        """
+        check_timeout(timeout)
+        record = _record(self._plans, self._call)
+        tickets = record.load(self._plans)
+        record.cancelled = True
+        record.save(self._plans, tickets)  # first: a wait elsewhere submits nothing more
+        self._tickets = None  # the next result() takes the cancelled tickets
+        client = _client(self._call)
+        cancel_batches(
+            client,
+            lambda ids: [client.batches.retrieve(i) for i in ids],
+            [b for t in tickets.values() for b in t.batch_ids],
+            job_id=self.id,
+            poll_interval=self._waiting.get("poll_interval", 30.0),
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
+        return self
+
     def _tickets_by_number(self, timeout: float | None) -> dict[int, Ticket]:
         """Wait if needed; every partition's ticket by its partition number."""
         if self._tickets is None:
@@ -430,6 +469,16 @@ class PartitionedJob:
 
     def _submit_wave(self, wave: list[tuple[PartitionPlan, int]]) -> list[Ticket]:
         raise NotImplementedError
+
+
+def _client(call: PartitionCall) -> openai.OpenAI:
+    """The driver's client, from the call's connection settings."""
+    settings = resolve_settings(
+        api_key=call.prepare["api_key"],
+        base_url=call.prepare["base_url"],
+        provider=call.prepare["provider"],
+    )
+    return connect(settings).client
 
 
 def _record(plans: Sequence[PartitionPlan], call: PartitionCall) -> _Record:
@@ -462,12 +511,7 @@ def wait_partitions(
         JobTimeoutError: ``timeout`` passed first; the batches keep running.
     """
     job_id = job_id_of(plans)
-    settings = resolve_settings(
-        api_key=call.prepare["api_key"],
-        base_url=call.prepare["base_url"],
-        provider=call.prepare["provider"],
-    )
-    client = connect(settings).client
+    client = _client(call)
     record = _record(plans, call)
     tickets = record.load(plans)
     statuses: dict[str, Any] = {}
@@ -487,7 +531,8 @@ def wait_partitions(
                     statuses[batch_id] = client.batches.retrieve(batch_id)
                 _raise_if_failed(statuses.values())
                 running = sum(1 for b in live if statuses[b].status not in TERMINAL_STATUSES)
-                wave = _next_wave(plans, tickets, max_concurrent_batches - running)
+                free = 0 if record.cancelled_since() else max_concurrent_batches - running
+                wave = _next_wave(plans, tickets, free)
                 if wave:
                     for ticket in submit_wave(wave):
                         tickets[ticket.number] = ticket
@@ -495,13 +540,14 @@ def wait_partitions(
                     continue  # poll the new batches at once
                 bar.n = min(_rows_done(tickets.values(), statuses), total_rows)
                 bar.refresh()
-                done = all(t.complete for t in tickets.values()) and not any(
+                submitted = record.cancelled or all(t.complete for t in tickets.values())
+                done = submitted and not any(
                     statuses[b].status not in TERMINAL_STATUSES
                     for t in tickets.values()
                     for b in t.batch_ids
                 )
                 if done:
-                    return [tickets[p.number] for p in plans]
+                    return [replace(tickets[p.number], cancelled=record.cancelled) for p in plans]
                 if deadline is not None and clock() + delay > deadline:
                     raise JobTimeoutError(_hint(job_id, "Not done in time"), job_id)
                 sleep(delay)
@@ -566,14 +612,14 @@ class _Record:
         self.path = folder / f"{job_id}.json"
         self.job_id = job_id
         self.base_url = base_url
+        #: Set by ``PartitionedJob.cancel``: no further wave is submitted, ever.
+        self.cancelled = False
 
     def load(self, plans: Sequence[PartitionPlan]) -> dict[int, Ticket]:
         """The tickets known from an earlier run of the same call (empty ones otherwise)."""
-        known: dict[int, Any] = {}
-        if self.path.exists():
-            data = orjson.loads(self.path.read_bytes())
-            if data.get("base_url") == self.base_url:
-                known = {int(p["number"]): p for p in data["partitions"]}
+        data = self._stored()
+        known = {int(p["number"]): p for p in data["partitions"]} if data else {}
+        self.cancelled = bool(data and data.get("cancelled"))
         tickets = {}
         for plan in plans:
             seen = known.get(plan.number)
@@ -584,10 +630,26 @@ class _Record:
             )
         return tickets
 
+    def cancelled_since(self) -> bool:
+        """Whether the job is cancelled, maybe meanwhile by another thread or process."""
+        if not self.cancelled:
+            data = self._stored()
+            self.cancelled = bool(data and data.get("cancelled"))
+        return self.cancelled
+
+    def _stored(self) -> dict[str, Any] | None:
+        """The saved record of this job on this base URL, or None."""
+        if not self.path.exists():
+            return None
+        data: dict[str, Any] = orjson.loads(self.path.read_bytes())
+        return data if data.get("base_url") == self.base_url else None
+
     def save(self, plans: Sequence[PartitionPlan], tickets: Mapping[int, Ticket]) -> None:
+        self.cancelled_since()  # never undo a cancel saved meanwhile
         data = {
             "job_id": self.job_id,
             "base_url": self.base_url,
+            "cancelled": self.cancelled,
             "partitions": [
                 {
                     "number": p.number,
