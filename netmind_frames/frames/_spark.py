@@ -37,12 +37,12 @@ except ImportError as exc:
 
 import numpy as np
 import openai
-import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .._errors import InputError
 from ..jobs._options import JobOptions
+from ..results._structured import json_text
 from ..transport._config import MAX_CONCURRENT_BATCHES, MAX_REQUESTS
 from ._api import Mode
 from ._partitions import (
@@ -208,9 +208,7 @@ def _to_arrow(column: pd.Series) -> pa.Array:
     if dtype in _ARROW_TYPES:
         return pa.array(column, type=_ARROW_TYPES[dtype], from_pandas=True)
     if dtype == "object":
-        values: list[Any] = column.tolist()
-        text = [None if v is None else orjson.dumps(v).decode() for v in values]
-        return pa.array(text, type=pa.large_string())
+        return json_text(column.tolist())
     mask = np.asarray(column.isna(), dtype=bool)
     return pa.array(column.astype(object).where(~mask, None).tolist(), type=pa.large_string())
 

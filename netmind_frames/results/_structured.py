@@ -10,6 +10,7 @@ Polars front ends get native types (:mod:`._tables`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -44,7 +45,12 @@ def _stable(column: pa.Array) -> pa.Array:
     if pa.types.is_dictionary(kind):
         return column.cast(pa.large_string())
     if pa.types.is_large_list(kind) or pa.types.is_struct(kind):
-        values: list[Any] = column.to_pylist()
-        text = [None if v is None else orjson.dumps(v).decode() for v in values]
-        return pa.array(text, type=pa.large_string())
+        return json_text(column.to_pylist())
     return column
+
+
+def json_text(values: Sequence[Any]) -> pa.Array:
+    """Lists and objects as JSON text (None stays null): how a file that must keep one schema
+    whatever the answers holds them."""
+    text = [None if v is None else orjson.dumps(v).decode() for v in values]
+    return pa.array(text, type=pa.large_string())
