@@ -40,10 +40,38 @@ def exe() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "netmind_frames.cli"]
 
 
+@dataclass(frozen=True)
+class Serve:
+    """A running `netmind-frames serve`: its origin and process id."""
+
+    origin: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server has used so far, its worker processes
+        included: the live ones from their ``/proc`` entries, the ended ones from the
+        server's own children counters."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = _ticks(self.pid, children=True)
+        for child in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            total += sum(_ticks(int(pid)) for pid in child.read_text().split())
+        return total / tick
+
+
+def _ticks(pid: int, children: bool = False) -> int:
+    """utime + stime of ``pid`` (and, with ``children``, of its waited-for children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0
+    # After the command: state is field 3, utime/stime fields 14/15, cutime/cstime 16/17.
+    own = int(fields[11]) + int(fields[12])
+    return own + (int(fields[13]) + int(fields[14]) if children else 0)
+
+
 @contextlib.contextmanager
-def local_serve(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """A `netmind-frames serve` (immediate engine, key :data:`KEY`) for the block; its origin,
-    ``http://127.0.0.1:PORT`` (add ``/inference-api/openai/v1`` or ``/openai/v1``)."""
+def serve_process(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Serve]:
+    """A `netmind-frames serve` (immediate engine, key :data:`KEY`) for the block."""
     port = free_port()
     serve = subprocess.Popen(
         [*exe(), "serve", "--port", str(port), "--seconds-per-request", "0",
@@ -53,10 +81,18 @@ def local_serve(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterato
     )  # fmt: skip
     try:
         wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
+        yield Serve(f"http://127.0.0.1:{port}", serve.pid)
     finally:
         serve.terminate()
         serve.wait(30)
+
+
+@contextlib.contextmanager
+def local_serve(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A `netmind-frames serve` for the block; its origin, ``http://127.0.0.1:PORT`` (add
+    ``/inference-api/openai/v1`` or ``/openai/v1``)."""
+    with serve_process(data_dir, env) as serve:
+        yield serve.origin
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 Generates Parquet files of N rows with ~300-character prompts, starts `netmind-frames serve`
 (immediate engine: ``--seconds-per-request 0``) in its own process, runs `netmind-frames
 complete` as a subprocess against it, and prints the client's wall time, rows/s, CPU time,
-peak RSS (``ru_maxrss`` of the finished child) and each stage's busy time (from
-``--timings``). Stages overlap (uploads and downloads run on several threads, parsing while
-files download), so busy times are summed over threads: ``overlap`` is their sum over the
-wall time (1.0: one after another).
+peak RSS (``ru_maxrss`` of the finished child), each stage's busy time (from ``--timings``)
+and ``server_cpu_s``, the CPU time the server (its worker processes included) spent
+meanwhile: on a machine with few cores the two share them. Stages overlap (uploads and
+downloads run on several threads, parsing while files download), so busy times are summed
+over threads: ``overlap`` is their sum over the wall time (1.0: one after another).
 
 ``--python`` runs the same job through the Python API instead (``pd.read_parquet`` then
 ``batch_complete``, in a fresh process) and prints what the call adds to the peak RSS (the
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import KEY, exe, local_serve, measure
+from _harness import KEY, Serve, exe, measure, serve_process
 
 
 def make_input(path: Path, rows: int, chars: int) -> None:
@@ -45,16 +46,18 @@ def make_input(path: Path, rows: int, chars: int) -> None:
             w.write_table(pa.table({"id": ids, "review": text}))
 
 
-def run_one(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object]:
+def run_one(rows: int, chars: int, tmp: Path, serve: Serve) -> dict[str, object]:
     source = tmp / f"in-{rows}.parquet"
     make_input(source, rows, chars)
     out = tmp / f"out-{rows}.parquet"
     home = tmp / f"home-{rows}"
     env = os.environ | {"NETMIND_API_KEY": KEY, "NETMIND_FRAMES_HOME": str(home)}
     argv = [*exe(), "complete", str(source), str(out), "--prompt", "Review: {review}"]
-    argv += ["--model", "m", "--max-tokens", "16", "--base-url", base_url]
+    argv += ["--model", "m", "--max-tokens", "16", "--base-url", _base_url(serve)]
     argv += ["--poll-interval", "1", "--quiet", "--timings"]
+    server_before = serve.cpu_s()
     run = measure(argv, env)
+    server_cpu = serve.cpu_s() - server_before
     match = re.search(r"^timings (.*)$", run.stderr, re.M)
     phases = json.loads(match.group(1)) if match else {}
     assert pq.ParquetFile(out).metadata.num_rows == rows
@@ -63,6 +66,7 @@ def run_one(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object
         "wall_s": round(run.wall_s, 1),
         "rows_per_s": round(rows / run.wall_s),
         "cpu_s": round(run.cpu_s, 1),
+        "server_cpu_s": round(server_cpu, 1),
         "peak_rss_mib": round(run.rss_mib),
         "busy_s": phases,
         "overlap": round(sum(phases.values()) / run.wall_s, 2),
@@ -103,14 +107,18 @@ print(json.dumps({
 """
 
 
-def run_python(rows: int, chars: int, tmp: Path, base_url: str) -> dict[str, object]:
+def _base_url(serve: Serve) -> str:
+    return f"{serve.origin}/inference-api/openai/v1"
+
+
+def run_python(rows: int, chars: int, tmp: Path, serve: Serve) -> dict[str, object]:
     """The same job through ``batch_complete`` in a fresh process: its memory and time."""
     source = tmp / f"in-{rows}.parquet"
     if not source.exists():
         make_input(source, rows, chars)
     env = os.environ | {"NETMIND_FRAMES_HOME": str(tmp / f"home-py-{rows}")}
     proc = subprocess.run(
-        [sys.executable, "-c", PYTHON_JOB, str(source), base_url],
+        [sys.executable, "-c", PYTHON_JOB, str(source), _base_url(serve)],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -127,9 +135,8 @@ def main() -> None:
     run = run_python if args.python else run_one
     with tempfile.TemporaryDirectory(prefix="bench_cli-") as name:
         tmp = Path(name)
-        with local_serve(tmp / "server") as origin:
-            base_url = f"{origin}/inference-api/openai/v1"
-            results = [run(rows, args.chars, tmp, base_url) for rows in args.rows]
+        with serve_process(tmp / "server") as serve:
+            results = [run(rows, args.chars, tmp, serve) for rows in args.rows]
     for result in results:
         print(json.dumps(result))
     if len(results) >= 2 and not args.python:
