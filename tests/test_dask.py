@@ -314,6 +314,40 @@ def test_cancel_while_another_thread_waits_stops_its_waves(client: Any) -> None:
         assert (statuses.iloc[10:] == "cancelled").all()
 
 
+def test_a_wave_submitted_while_a_cancel_is_made_is_cancelled_too() -> None:
+    """The core alone: a cancel made elsewhere knows only the batches in the record when it
+    began; the waiting driver cancels those of a wave it was submitting meanwhile."""
+    from netmind_frames.frames import _partitions as core
+
+    frames = [_frame(rows=8, partitions=1).compute() for _ in range(3)]
+    frames = [f.assign(text=f["text"] + f" in part {i}") for i, f in enumerate(frames)]
+    with LocalBatchServer(seed=3, seconds_per_request=1) as srv:
+        kwargs = {**connection_kwargs(srv, "netmind"), "model": "m", "max_requests": 4}
+        call, _ = core.make_call(frames[0].iloc[:1], "Say {text}", kwargs)
+        plans = [core.validate_partition(f, call, i, len(frames)) for i, f in enumerate(frames)]
+        waves: list[list[Any]] = []
+
+        def submit_wave(wave: list[tuple[Any, int]]) -> list[Any]:
+            if waves:  # the second wave: a cancel elsewhere has just saved its mark
+                record = core._record(plans, call)
+                tickets = record.load(plans)
+                record.cancelled = True
+                record.save(plans, tickets)
+            out = [core.submit_partition(frames[p.number], call, p, n) for p, n in wave]
+            waves.append([b for t in out for b in t.batch_ids])
+            return out
+
+        tickets = core.wait_partitions(
+            plans, call, submit_wave, poll_interval=0.05, progress=False, max_concurrent_batches=2
+        )
+        by_id = {b.id: b for b in server_batches(srv)}
+    assert len(waves) == 2  # the third partition was never submitted
+    assert [by_id[b].status for b in waves[0]] == ["completed", "completed"]
+    assert [by_id[b].status for b in waves[1]] == ["cancelled", "cancelled"]
+    assert all(t.cancelled for t in tickets)
+    assert [len(t.batch_ids) for t in tickets] == [2, 2, 0]
+
+
 def test_the_driver_keeps_max_concurrent_batches_across_partitions(tmp_path: Path) -> None:
     """The core alone (no engine): each wave asks for no more batches than there are free
     slots in the whole job, counted on the server when the wave starts."""

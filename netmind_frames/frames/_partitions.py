@@ -52,6 +52,7 @@ from ..jobs._checks import check_flags, check_positive, check_seconds, check_tim
 from ..jobs._job import TERMINAL_STATUSES, BatchJob, joined_frame
 from ..jobs._journal import Journal
 from ..jobs._options import JobOptions
+from ..jobs._rounds import cancel_running
 from ..transport._config import MAX_CONCURRENT_BATCHES, resolve_settings
 from ..transport._connection import connect
 from ._api import _prepare
@@ -531,7 +532,11 @@ def wait_partitions(
                     statuses[batch_id] = client.batches.retrieve(batch_id)
                 _raise_if_failed(statuses.values())
                 running = sum(1 for b in live if statuses[b].status not in TERMINAL_STATUSES)
-                free = 0 if record.cancelled_since() else max_concurrent_batches - running
+                if record.cancelled_since():
+                    # Cancelled meanwhile: a batch of a wave submitted as the cancel was being
+                    # made is known only here, so this loop cancels what still runs too.
+                    cancel_running(client, [(b, statuses[b].status) for b in live])
+                free = 0 if record.cancelled else max_concurrent_batches - running
                 wave = _next_wave(plans, tickets, free)
                 if wave:
                     for ticket in submit_wave(wave):
