@@ -314,6 +314,21 @@ def test_cancel_while_another_thread_waits_stops_its_waves(client: Any) -> None:
         assert (statuses.iloc[10:] == "cancelled").all()
 
 
+def test_the_cli_names_a_dask_job_and_points_to_its_methods(
+    client: Any, fresh_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from netmind_frames.cli import EXIT_ERROR, main
+
+    kwargs = {**connection_kwargs(fresh_server, "netmind"), **CALL}
+    job = _frame().netmind.submit("Say {text}", **kwargs)
+    for command in ("status", "cancel"):
+        assert main([command, job.id, "--base-url", fresh_server.base_url]) == EXIT_ERROR
+        message = capsys.readouterr().err
+        assert f"{job.id} is a Dask or Spark job" in message
+        assert "cancel()" in message
+    assert job.cancel(timeout=60) is job  # the job itself can
+
+
 def test_a_wave_submitted_while_a_cancel_is_made_is_cancelled_too() -> None:
     """The core alone: a cancel made elsewhere knows only the batches in the record when it
     began; the waiting driver cancels those of a wave it was submitting meanwhile."""

@@ -50,7 +50,7 @@ from ..jobs._attach import remember
 from ..jobs._cancel import cancel_batches
 from ..jobs._checks import check_flags, check_positive, check_seconds, check_timeout
 from ..jobs._job import TERMINAL_STATUSES, BatchJob, joined_frame
-from ..jobs._journal import Journal
+from ..jobs._journal import Journal, partitioned_record
 from ..jobs._options import JobOptions
 from ..jobs._rounds import cancel_running
 from ..transport._config import MAX_CONCURRENT_BATCHES, resolve_settings
@@ -612,9 +612,8 @@ class _Record:
     """The driver's journal entry of a partitioned job: its partitions' tickets, as JSON."""
 
     def __init__(self, home: Path, job_id: str, base_url: str) -> None:
-        folder = private_home(home) / "partitioned"
-        private_dir(folder)
-        self.path = folder / f"{job_id}.json"
+        self.path = partitioned_record(private_home(home), job_id)
+        private_dir(self.path.parent)
         self.job_id = job_id
         self.base_url = base_url
         #: Set by ``PartitionedJob.cancel``: no further wave is submitted, ever.

@@ -423,6 +423,12 @@ class Journal:
         return [StoredFile(*row) for row in rows]
 
 
+def partitioned_record(home: Path, job_id: str) -> Path:
+    """Where the driver of a Dask or Spark job keeps its partitions' batches (not in the
+    journal: each partition is a job of its own, journaled on the worker that ran it)."""
+    return home / "partitioned" / f"{job_id}.json"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -17,7 +17,7 @@ from .._errors import ConfigurationError, InputError
 from ..transport._batch_get import read_batches
 from ..transport._config import Settings, resolve_home, resolve_settings
 from ._batch_status import NOT_SUBMITTED, note_status
-from ._journal import JobRecord, Journal
+from ._journal import JobRecord, Journal, partitioned_record
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,16 @@ class ShardState:
 
 def job_record(job_id: str) -> tuple[Journal, JobRecord]:
     """The journal and its record of ``job_id``; ``InputError`` when it has none."""
-    journal = Journal(resolve_home())
+    home = resolve_home()
+    journal = Journal(home)
     record = journal.job(job_id)
+    if record is None and partitioned_record(home, job_id).exists():
+        raise InputError(
+            f"{job_id} is a Dask or Spark job (its driver keeps "
+            f"{partitioned_record(home, job_id)}), not a job of this journal: wait for it, "
+            "cancel it or get its result from Python with the job's wait(), cancel() or "
+            "result(); the same submit call again gives that job back without paying again"
+        )
     if record is None:
         raise InputError(
             f"no job {job_id} in the journal ({journal.path}); `netmind-frames list` shows "
