@@ -299,8 +299,12 @@ def test_cancel_stops_the_batches_and_submits_no_more(client: Any) -> None:
 
 def test_cancel_while_another_thread_waits_stops_its_waves(client: Any) -> None:
     with LocalBatchServer(seed=2, seconds_per_request=2) as srv:
-        kwargs = {**connection_kwargs(srv, "netmind"), **CALL}
-        job = _frame().netmind.submit("Say {text}", **kwargs)
+        # 3 partitions of 2 four-row shards, 2 batches at a time: each batch takes 8 s, so
+        # no slot frees up before the cancel, and the first wave is partition 0 alone.
+        kwargs = {**connection_kwargs(srv, "netmind"), **CALL, "max_concurrent_batches": 2}
+        ddf = _frame(rows=24)
+        assert ddf.map_partitions(len).compute().tolist() == [8, 8, 8]
+        job = ddf.netmind.submit("Say {text}", **kwargs)
         waiter = threading.Thread(target=job.wait)
         waiter.start()
         until_answered(srv)
@@ -308,10 +312,10 @@ def test_cancel_while_another_thread_waits_stops_its_waves(client: Any) -> None:
         waiter.join(timeout=60)
         assert not waiter.is_alive()  # the wait saw the cancel and ended
         batches = server_batches(srv)
-        assert len(batches) == 3  # the first wave only
+        assert len(batches) == 2  # the first wave only
         assert {b.status for b in batches} <= {"cancelled", "completed"}
         statuses = job.result().compute()["status"]
-        assert (statuses.iloc[10:] == "cancelled").all()
+        assert (statuses.iloc[8:] == "cancelled").all()
 
 
 def test_the_cli_names_a_dask_job_and_points_to_its_methods(
@@ -334,7 +338,8 @@ def test_a_wave_submitted_while_a_cancel_is_made_is_cancelled_too() -> None:
     began; the waiting driver cancels those of a wave it was submitting meanwhile."""
     from netmind_frames.frames import _partitions as core
 
-    frames = [_frame(rows=8, partitions=1).compute() for _ in range(3)]
+    # One shard per partition and one batch at a time: each wave is exactly one partition.
+    frames = [_frame(rows=4, partitions=1).compute() for _ in range(3)]
     frames = [f.assign(text=f["text"] + f" in part {i}") for i, f in enumerate(frames)]
     with LocalBatchServer(seed=3, seconds_per_request=1) as srv:
         kwargs = {**connection_kwargs(srv, "netmind"), "model": "m", "max_requests": 4}
@@ -353,14 +358,14 @@ def test_a_wave_submitted_while_a_cancel_is_made_is_cancelled_too() -> None:
             return out
 
         tickets = core.wait_partitions(
-            plans, call, submit_wave, poll_interval=0.05, progress=False, max_concurrent_batches=2
+            plans, call, submit_wave, poll_interval=0.05, progress=False, max_concurrent_batches=1
         )
         by_id = {b.id: b for b in server_batches(srv)}
     assert len(waves) == 2  # the third partition was never submitted
-    assert [by_id[b].status for b in waves[0]] == ["completed", "completed"]
-    assert [by_id[b].status for b in waves[1]] == ["cancelled", "cancelled"]
+    assert [by_id[b].status for b in waves[0]] == ["completed"]
+    assert [by_id[b].status for b in waves[1]] == ["cancelled"]
     assert all(t.cancelled for t in tickets)
-    assert [len(t.batch_ids) for t in tickets] == [2, 2, 0]
+    assert [len(t.batch_ids) for t in tickets] == [1, 1, 0]
 
 
 def test_the_driver_keeps_max_concurrent_batches_across_partitions(tmp_path: Path) -> None:
