@@ -47,13 +47,13 @@ from ..build._private import private_dir, private_home, write_private
 from ..build._source import FrameSource, chunk_rows_for
 from ..build._spool import spool_plan
 from ..jobs._attach import remember
-from ..jobs._cancel import cancel_batches
+from ..jobs._cancel import cancel_by_id
 from ..jobs._checks import check_flags, check_positive, check_seconds, check_timeout
 from ..jobs._job import TERMINAL_STATUSES, BatchJob, joined_frame
 from ..jobs._journal import Journal, partitioned_record
 from ..jobs._options import JobOptions
 from ..jobs._rounds import cancel_running
-from ..transport._config import MAX_CONCURRENT_BATCHES, resolve_settings
+from ..transport._config import MAX_CONCURRENT_BATCHES, Settings, resolve_settings
 from ..transport._connection import connect
 from ._api import _prepare
 
@@ -451,14 +451,12 @@ class PartitionedJob:
         record.cancelled = True
         record.save(self._plans, tickets)  # first: a wait elsewhere submits nothing more
         self._tickets = None  # the next result() takes the cancelled tickets
-        client = _client(self._call)
-        cancel_batches(
-            client,
-            lambda ids: [client.batches.retrieve(i) for i in ids],
+        cancel_by_id(
+            _client(self._call),
             [b for t in tickets.values() for b in t.batch_ids],
             job_id=self.id,
             poll_interval=self._waiting.get("poll_interval", 30.0),
-            deadline=None if timeout is None else time.monotonic() + timeout,
+            timeout=timeout,
         )
         return self
 
@@ -472,19 +470,20 @@ class PartitionedJob:
         raise NotImplementedError
 
 
-def _client(call: PartitionCall) -> openai.OpenAI:
-    """The driver's client, from the call's connection settings."""
-    settings = resolve_settings(
-        api_key=call.prepare["api_key"],
-        base_url=call.prepare["base_url"],
-        provider=call.prepare["provider"],
+def _settings(call: PartitionCall) -> Settings:
+    """The driver's connection settings, from the call's."""
+    prepare = call.prepare
+    return resolve_settings(
+        api_key=prepare["api_key"], base_url=prepare["base_url"], provider=prepare["provider"]
     )
-    return connect(settings).client
+
+
+def _client(call: PartitionCall) -> openai.OpenAI:
+    return connect(_settings(call)).client
 
 
 def _record(plans: Sequence[PartitionPlan], call: PartitionCall) -> _Record:
-    home = resolve_settings(api_key=call.prepare["api_key"], base_url=call.prepare["base_url"]).home
-    return _Record(home, job_id_of(plans), call.prepare["base_url"])
+    return _Record(_settings(call).home, job_id_of(plans), call.prepare["base_url"])
 
 
 def wait_partitions(

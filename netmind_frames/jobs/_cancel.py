@@ -25,6 +25,26 @@ _FIRST_POLL = 0.05
 _BACKOFF = 1.5
 
 
+def cancel_by_id(
+    client: openai.OpenAI,
+    batch_ids: Sequence[str],
+    *,
+    job_id: str,
+    poll_interval: float,
+    timeout: float | None,
+) -> list[Any]:
+    """:func:`cancel_batches` for a caller that knows only batch ids: each is read with one
+    ``batches.retrieve``, and the wait stops ``timeout`` seconds from now (None: never)."""
+    return cancel_batches(
+        client,
+        lambda ids: [client.batches.retrieve(i) for i in ids],
+        batch_ids,
+        job_id=job_id,
+        poll_interval=poll_interval,
+        deadline=None if timeout is None else time.monotonic() + timeout,
+    )
+
+
 def cancel_batches(
     client: openai.OpenAI,
     fetch: Callable[[Sequence[str]], Sequence[Any]],

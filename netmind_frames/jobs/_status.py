@@ -9,7 +9,6 @@ openai client, imported when it runs.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +37,11 @@ def job_record(job_id: str) -> tuple[Journal, JobRecord]:
     home = resolve_home()
     journal = Journal(home)
     record = journal.job(job_id)
-    if record is None and partitioned_record(home, job_id).exists():
+    driver_record = partitioned_record(home, job_id)
+    if record is None and driver_record.exists():
         raise InputError(
-            f"{job_id} is a Dask or Spark job (its driver keeps "
-            f"{partitioned_record(home, job_id)}), not a job of this journal: wait for it, "
+            f"{job_id} is a Dask or Spark job (its driver keeps {driver_record}), not a job "
+            "of this journal: wait for it, "
             "cancel it or get its result from Python with the job's wait(), cancel() or "
             "result(); the same submit call again gives that job back without paying again"
         )
@@ -82,7 +82,7 @@ def cancel_job(
     shard states."""
     # Imported here: they bring openai, which `status` (this module's other user) avoids.
     from ..transport._connection import connect
-    from ._cancel import cancel_batches
+    from ._cancel import cancel_by_id
     from ._checks import check_timeout
 
     check_timeout(timeout)
@@ -91,14 +91,7 @@ def cancel_job(
     client = connect(_settings(record, dict(connection))).client
     shards = (journal.shard(record.base_url, key) for key in record.shard_keys)
     batch_ids = [s.batch_id for s in shards if s is not None and s.batch_id]
-    cancel_batches(
-        client,
-        lambda ids: [client.batches.retrieve(i) for i in ids],
-        batch_ids,
-        job_id=job_id,
-        poll_interval=poll_interval,
-        deadline=None if timeout is None else time.monotonic() + timeout,
-    )
+    cancel_by_id(client, batch_ids, job_id=job_id, poll_interval=poll_interval, timeout=timeout)
     return job_shards(job_id, **connection)[1]
 
 

@@ -26,10 +26,15 @@ from ._envelope import error_body
 _FAILED = "The server had an error while processing your request. Sorry about that!"
 
 
+def seed_of(*parts: object) -> int:
+    """A 64-bit seed from ``parts`` (the same parts always give the same seed)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def unit(*parts: object) -> float:
     """A seeded draw in [0, 1) from ``parts`` (the same parts always draw the same)."""
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return seed_of(*parts) / 2**64
 
 
 def corrupt_seed(seed: int, scope: str, key: object, rate: float) -> str | None:

@@ -14,7 +14,6 @@ requests whose answers were not saved.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ._answer import Answered, answer, unit
+from ._answer import Answered, answer, seed_of, unit
 from ._engine import last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
@@ -294,8 +293,7 @@ class Runner:
         if found.shuffle:
             # numpy's permutation: a Python shuffle of a million positions costs the event
             # loop's thread half a second.
-            digest = hashlib.blake2b(f"{found.seed}:{batch_id}".encode(), digest_size=8).digest()
-            rng = np.random.default_rng(int.from_bytes(digest, "big"))
+            rng = np.random.default_rng(seed_of(found.seed, batch_id))
             order = rng.permutation(len(lines)).tolist()
         else:
             order = list(range(len(lines)))
