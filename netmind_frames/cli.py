@@ -277,7 +277,7 @@ def _add_batch_options(p: argparse.ArgumentParser, *, max_cost: bool = True) -> 
         "--window",
         type=_positive,
         metavar="ROWS",
-        help="rows read, built and written at a time (default: about 200,000, a multiple of "
+        help="rows read, built and written at a time (default: about 100,000, a multiple of "
         "--max-requests); with --dataset, rows per part file",
     )
     p.add_argument(

@@ -34,7 +34,7 @@ from ._storage_io import local_path, open_reader
 from ._views import is_view, large_from_view, large_type
 
 #: Rows per chunk, rounded up to a multiple of ``max_requests`` so full shards stay full.
-CHUNK_TARGET = 200_000
+CHUNK_TARGET = 100_000
 
 
 def chunk_rows_for(max_requests: int, chunk_rows: int | None = None) -> int:
@@ -143,9 +143,7 @@ class FileSource:
     ) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(first position, rows)`` per chunk as pandas, indexed by position in the file."""
         for start, table in self.tables(chunk_rows, columns):
-            frame = table.to_pandas(ignore_metadata=True)
-            frame.index = pd.RangeIndex(start, start + len(frame))
-            yield start, frame
+            yield start, _arrow_view(table, start)
 
 
 class TableSource:

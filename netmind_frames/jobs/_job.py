@@ -11,6 +11,7 @@ fail for a reason worth retrying are sent again as new batches, in up to ``retri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -39,6 +40,7 @@ with warnings.catch_warnings():
 
 from .._errors import BatchFailedError, InputError
 from .._timing import timed
+from ..build._prefetch import prefetched
 from ..build._private import DIR_MODE, private_dir, private_file, private_home
 from ..build._source import FileSource, FrameSource, Source, TableSource, as_source, chunk_rows_for
 from ..build._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
@@ -176,8 +178,10 @@ class BatchJob:
         columns = self._options.columns
         if isinstance(self._source, FileSource):
             self._source.check_columns(columns)
-        chunks = self._source.frames(self._chunk_rows, columns)
-        return spool_plan(chunks, self._options.build, self._spool, self._source.n_rows)
+        # The next window is read while this one is built and spooled.
+        frames = self._source.frames(self._chunk_rows, columns)
+        with contextlib.closing(prefetched(frames, "netmind-frames-read")) as chunks:
+            return spool_plan(chunks, self._options.build, self._spool, self._source.n_rows)
 
     def __repr__(self) -> str:
         status = self._driver.aggregate_status(self._first) if self._driver.batches else "unknown"

@@ -36,7 +36,7 @@ class JobOptions:
     metadata: dict[str, str] = field(default_factory=dict)
     retries: int = 2
     chunk_rows: int | None = None
-    """Rows per chunk of a streamed job (None: a multiple of ``max_requests``, ~200,000)."""
+    """Rows per chunk of a streamed job (None: a multiple of ``max_requests``, ~100,000)."""
     model_column: str | None = None
     params_column: str | None = None
     schema: dict[str, Any] | None = None

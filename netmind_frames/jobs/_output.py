@@ -9,6 +9,7 @@ temporary name and moves it into place at the end, so OUT is either complete or 
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 
 from .._errors import InputError
 from .._timing import timed
+from ..build._prefetch import prefetched
 from ..build._source import FileSource, FrameSource, Source, TableSource
 from ..build._storage_io import is_url
 from ..results._results import RESULT_COLUMNS
@@ -44,10 +46,14 @@ def write_joined(
     ``extra_columns(results)``, when given, adds more columns after them (structured outputs).
     """
     counts: Counter[str] = Counter()
-    with sink:  # commits when every window is written, else removes them: never a partial OUT
-        for number, (_, table) in enumerate(source.tables(chunk_rows)):
+    # The next window and its results are read while this one is joined and written.
+    tables = source.tables(chunk_rows)
+    joined = ((table, results_of(number)) for number, (_, table) in enumerate(tables))
+    windows = prefetched(joined, "netmind-frames-write")
+    with sink, contextlib.closing(windows):  # sink: commits when every window is written,
+        # else removes them: never a partial OUT
+        for number, (table, results) in enumerate(windows):
             with timed("join"):
-                results = results_of(number)
                 if results.num_rows != table.num_rows:
                     name = "the input" if source.location is None else source.location
                     raise InputError(

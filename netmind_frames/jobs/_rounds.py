@@ -48,7 +48,7 @@ from ._submit import shard_key, submit_shard
 log = logging.getLogger("netmind_frames")
 
 #: The first poll comes after this many seconds; the wait then grows to ``poll_interval``.
-_FIRST_POLL = 1.0
+_FIRST_POLL = 0.25
 _BACKOFF = 1.5
 #: Polls in a row that may fail (network, 5xx) before the error is raised.
 POLL_FAILURES = 30
@@ -342,6 +342,9 @@ class Driver:
                     blips.outlast(exc, delay)
                 else:
                     self.raise_if_failed(rnd.batch_ids)
+                    # Slots the poll freed are filled before collecting: the next shards
+                    # upload (and the server runs them) while this thread downloads and parses.
+                    created = self.submit_ready(rnd, wait=False)
                     if on_chunk is not None:
                         self._collect_ready(rnd, on_chunk)
                     done = [
@@ -356,7 +359,7 @@ class Driver:
                     finished = on_chunk is None or len(rnd.collected) == len(rnd.chunks)
                     if all(done) and finished:
                         return
-                    if self.submit_ready(rnd, wait=False):
+                    if created + self.submit_ready(rnd, wait=False):
                         # New batches were created: poll them at once, then soon, as at the
                         # start (a quick one may be done in a second).
                         delay = min(_FIRST_POLL, self.poll_interval)
