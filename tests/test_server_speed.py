@@ -20,7 +20,7 @@ import orjson
 import pytest
 from conftest_server import run_batch, wait_for
 
-from netmind_frames.server import LocalBatchServer, _ids, _pool, _store
+from netmind_frames.server import LocalBatchServer, _ids, _pool, _runner, _store
 from netmind_frames.server._answer import answer, corrupt_seed, unit
 from netmind_frames.server._cli import add_serve_parser
 from netmind_frames.server._embed import embed_with_input
@@ -203,8 +203,14 @@ def _run_alone(root: Path, data: bytes, **knobs: Any) -> tuple[dict[str, Any], b
     return rec, read("output_file_id"), read("error_file_id")
 
 
-def test_a_batch_answered_in_a_worker_process_gets_the_same_lines(tmp_path, monkeypatch):
+@pytest.mark.parametrize("process_chunk", [50_000, 128])
+def test_a_batch_answered_in_a_worker_process_gets_the_same_lines(
+    tmp_path, monkeypatch, process_chunk
+):
+    """A worker writes its answers to files that the server moves (one chunk: the whole
+    batch) or appends (several chunks) to the batch's results: the same lines either way."""
     monkeypatch.setattr(_store, "new_batch_id", lambda: "batch_" + "a" * 24)  # same draws
+    monkeypatch.setattr(_runner, "PROCESS_CHUNK", process_chunk)
     rng = random.Random(1)
     lines = mixed_lines(900)
     rng.shuffle(lines)
@@ -219,6 +225,7 @@ def test_a_batch_answered_in_a_worker_process_gets_the_same_lines(tmp_path, monk
     assert _normalised(here[2]) == _normalised(away[2]) != b""
     # Only the worker's ids carry another prefix: the batch really was answered elsewhere.
     assert _ids._PREFIX.encode() in here[1] and _ids._PREFIX.encode() not in away[1]
+    assert list((tmp_path / "away" / "tmp").iterdir()) == []  # no answers file left behind
 
 
 def test_an_invalid_large_file_fails_validation_in_the_worker():
@@ -273,7 +280,7 @@ def test_a_batch_is_answered_in_the_server_when_no_worker_can_start(tmp_path, mo
     assert len(out.splitlines()) + len(err.splitlines()) == len(lines)
 
 
-def test_a_worker_reads_the_lines_it_answers_at_their_offsets_in_run_order(tmp_path):
+def test_a_worker_reads_the_lines_it_answers_at_their_offsets_in_run_order(tmp_path, monkeypatch):
     path = tmp_path / "input.jsonl"
     lines = mixed_lines(40)
     path.write_bytes(b"\n\n".join(lines))  # blank lines between: offsets, not line numbers
@@ -283,8 +290,16 @@ def test_a_worker_reads_the_lines_it_answers_at_their_offsets_in_run_order(tmp_p
     starts, ends = checked.lines.offsets_at(order)  # type: ignore[attr-defined]
     options = {"batch_id": "b", "seed": 1, "embeddings": False, "fail_rate": 0.2,
                "corrupt_rate": 0.0, "log": True}  # fmt: skip
-    there = _pool.answer_lines_at(path, starts, ends, **options)
+    out_path, err_path = tmp_path / "answers.out", tmp_path / "answers.err"
+    monkeypatch.setattr(_ids, "_COUNTER", itertools.count())  # the same ids both times
+    there = _pool.answer_lines_at(path, starts, ends, out_path, err_path, **options)
+    monkeypatch.setattr(_ids, "_COUNTER", itertools.count())
     here = answer([lines[i] for i in order], **options)
+    # The lines went to the files, not back through the pipe.
+    assert (there.out, there.err) == (b"", b"")
+    assert (there.out_path, there.err_path) == (out_path, err_path)
+    assert _normalised(out_path.read_bytes()) == _normalised(here.out) != b""
+    assert _normalised(err_path.read_bytes()) == _normalised(here.err) != b""
     assert [row[1] for row in there.executed] == [f"c{i}" for i in order]
     assert [row[1:] for row in there.executed] == [row[1:] for row in here.executed]
     assert (there.completed, there.failed) == (here.completed, here.failed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._errors import FileTransferError
@@ -18,6 +19,9 @@ from ..transport._connection import Connection
 from ._journal import Journal, StoredFile
 
 log = logging.getLogger("netmind_frames")
+
+#: Files deleted at once.
+DELETES = 4
 
 
 def remember_input(
@@ -65,11 +69,20 @@ def delete_stored(
 
     A file that was gone already counts as deleted: the journal stops listing it either way.
     """
-    gone = []
-    for stored in files:
+
+    def delete(stored: StoredFile) -> FileTransferError | None:
         try:
             connection.files.delete(stored.file_id)
         except FileTransferError as exc:
+            return exc
+        return None
+
+    # Each delete is a round trip: a few at once, and the journal written from this thread.
+    with ThreadPoolExecutor(DELETES, thread_name_prefix="netmind-frames-delete") as pool:
+        outcomes = list(pool.map(delete, files))
+    gone = []
+    for stored, exc in zip(files, outcomes, strict=True):
+        if exc is not None:
             log.warning(
                 "could not delete %s file %s of job %s (%s); `netmind-frames files --delete` "
                 "tries again",

@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -58,6 +59,10 @@ class Answered:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     executed: list[tuple[str, Any, int, str | None]] = field(default_factory=list)
+    out_path: Path | None = None
+    """Where ``out`` was written instead (a worker process's answers), or None."""
+    err_path: Path | None = None
+    """Where ``err`` was written instead, or None."""
 
 
 def _plain(body: Any) -> tuple[str, list[str], str, int | None] | None:

@@ -364,7 +364,13 @@ class Runner:
                 # The worker reads the lines from the file itself: only their offsets cross
                 # the pipe, and this process (whose GIL the HTTP server shares) copies nothing.
                 starts, ends = job.lines.offsets_at(positions)
-                future = self._pool.submit(answer_lines_at, job.path, starts, ends, **options)
+                # The answers come back as files under tmp/ (a lost worker's are removed
+                # when the server next starts, with every other leftover there).
+                out_path = self.store.new_tmp_path(".out")
+                err_path = self.store.new_tmp_path(".err")
+                future = self._pool.submit(
+                    answer_lines_at, job.path, starts, ends, out_path, err_path, **options
+                )
             else:
                 # One bytes object crosses to the worker: request lines never hold a newline.
                 blob = b"\n".join([job.lines[pos] for pos in positions])
@@ -377,8 +383,8 @@ class Runner:
     def _record(self, batch_id: str, done: Answered, stop: int) -> int:
         self.store.record_progress(
             batch_id,
-            out=done.out,
-            err=done.err,
+            out=done.out if done.out_path is None else done.out_path,
+            err=done.err if done.err_path is None else done.err_path,
             done=stop,
             completed=done.completed,
             failed=done.failed,

@@ -16,6 +16,7 @@ re-entrant lock guards all state; the HTTP handlers and the runner thread share 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -132,9 +133,9 @@ class Store:
             raise ValueError("malformed batch id")
         return self._batches_dir / f"{batch_id}{suffix}"
 
-    def new_tmp_path(self) -> Path:
-        """Return a fresh path under ``tmp/`` for an upload in flight."""
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, suffix=".upload")
+    def new_tmp_path(self, suffix: str = ".upload") -> Path:
+        """Return a fresh path under ``tmp/`` for an upload (or a worker's answers) in flight."""
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, suffix=suffix)
         os.close(fd)
         return Path(name)
 
@@ -289,22 +290,19 @@ class Store:
         self,
         batch_id: str,
         *,
-        out: bytes,
-        err: bytes,
+        out: bytes | Path,
+        err: bytes | Path,
         done: int,
         completed: int,
         failed: int,
         usage: tuple[int, int],
     ) -> None:
-        """Append result lines and advance counts; the saved offsets make it crash-safe."""
+        """Append result lines (bytes, or a file of them under ``tmp/``, which is moved or
+        copied and then removed) and advance counts; the saved offsets make it crash-safe."""
         with self.lock:
             rec = self._batches[batch_id]
-            for suffix, chunk in ((".out", out), (".err", err)):
-                if chunk:
-                    with self._part(batch_id, suffix).open("ab") as fh:
-                        fh.write(chunk)
-            rec.out_offset += len(out)
-            rec.err_offset += len(err)
+            rec.out_offset += self._append(self._part(batch_id, ".out"), out, rec.out_offset)
+            rec.err_offset += self._append(self._part(batch_id, ".err"), err, rec.err_offset)
             rec.done = done
             counts = rec.obj["request_counts"]
             counts["completed"] += completed
@@ -314,6 +312,23 @@ class Store:
             u["output_tokens"] += usage[1]
             u["total_tokens"] += usage[0] + usage[1]
             self._save(rec)
+
+    @staticmethod
+    def _append(part: Path, lines: bytes | Path, offset: int) -> int:
+        """Append ``lines`` to ``part`` (whose saved length is ``offset``); bytes appended."""
+        if isinstance(lines, bytes):
+            if lines:
+                with part.open("ab") as fh:
+                    fh.write(lines)
+            return len(lines)
+        size = lines.stat().st_size
+        if size and offset == 0:
+            os.replace(lines, part)  # a worker's answers to the whole batch: moved, not copied
+        elif size:
+            with lines.open("rb") as src, part.open("ab") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        lines.unlink(missing_ok=True)
+        return size
 
     def finish(self, batch_id: str, status: str) -> None:
         """Turn the written lines into result files and end the batch in ``status``."""
