@@ -20,6 +20,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from ..build._prefetch import prefetched
 from ..build._private import DIR_MODE, private_dir, private_file, private_home
 from ..build._source import FileSource, FrameSource, Source, TableSource, as_source, chunk_rows_for
 from ..build._spool import ChunkPlan, JobPlan, spool_chunk, spool_plan
+from ..build._storage_io import is_url
 from ..results._embeddings import join_embeddings
 from ..results._results import join_results
 from ..results._schema import OutputSchema
@@ -54,6 +56,7 @@ from ..transport._connection import Connection
 from ._attach import find_job, known_batches, remember
 from ._cancel import cancel_batches
 from ._checks import check_timeout
+from ._early import Abandoned, FinalChunks
 from ._journal import FileKind, Journal, StoredFile
 from ._options import JobOptions
 from ._output import write_result
@@ -437,19 +440,53 @@ class BatchJob:
         temporary name and moved into place at the end: a failed write leaves no partial file.
         """
         check_timeout(timeout)
-        self._finish(timeout)
-        counts = write_result(
-            path,
-            self._source,
-            self._chunk_rows,
-            self._load,
-            self._options,
-            lambda: self._joined(None),
-            dataset=dataset,
-            storage_options=storage_options,
-        )
+
+        def write(results_of: Callable[[int], pa.Table]) -> dict[str, int]:
+            return write_result(
+                path,
+                self._source,
+                self._chunk_rows,
+                results_of,
+                self._options,
+                lambda: self._joined(None),
+                dataset=dataset,
+                storage_options=storage_options,
+            )
+
+        if self._done or not self._writes_early(path):
+            self._finish(timeout)
+            counts = write(self._load)
+        else:
+            counts = self._write_while_running(write, timeout)
         self._drop_inputs()
         return counts
+
+    def _writes_early(self, path: str | Path) -> bool:
+        """Whether OUT can be written while the batches run: a local input file (or an Arrow
+        table) to a local OUT. A remote input or OUT is not held open for a job's hours."""
+        if is_url(path):
+            return False
+        if isinstance(self._source, FileSource):
+            return self._source.path is not None
+        return isinstance(self._source, TableSource)
+
+    def _write_while_running(
+        self, write: Callable[[Callable[[int], pa.Table]], dict[str, int]], timeout: float | None
+    ) -> dict[str, int]:
+        """Write OUT in a thread, each window once its chunk's results are final, while this
+        thread drives the job; the writer's own error (say, a full disk) is raised after."""
+        final = FinalChunks(len(self._plan.chunks), self._load)
+        with ThreadPoolExecutor(1, thread_name_prefix="netmind-frames-write") as pool:
+            writer = pool.submit(write, final.results_of)
+            try:
+                self._finish(timeout, on_final=final.mark)
+            except BaseException:
+                final.abandon()  # the writer removes its temporary file and ends
+                if not isinstance(writer.exception(), (Abandoned, type(None))):
+                    log.info("writing the result stopped: %s", writer.exception())
+                raise
+            final.mark_all()
+            return writer.result()
 
     def delete_files(self) -> list[str]:
         """Delete the job's files on the provider, its inputs and its results; their ids.
@@ -554,11 +591,21 @@ class BatchJob:
             log.warning("%s", self._interrupted())
             raise
 
-    def _finish(self, timeout: float | None) -> None:
+    def _finish(self, timeout: float | None, on_final: Callable[[int], None] | None = None) -> None:
+        """Drive the job to its end; ``on_final(chunk number)`` as soon as a chunk's results
+        are saved with no row left to retry (the others are final when this returns)."""
         if self._done:
             return
         deadline = self._deadline(timeout)
-        self._drive(self._first, deadline, self._label(), self._save)
+        save = self._save
+        if on_final is not None:
+
+            def save(chunk: ChunkPlan, table: pa.Table) -> None:
+                self._save(chunk, table)
+                if not self._options.retries or not len(retryable_rows(table)):
+                    on_final(chunk.number)
+
+        self._drive(self._first, deadline, self._label(), save)
         self._retry_rows(deadline)
         self._done = True
         self._log_summary()

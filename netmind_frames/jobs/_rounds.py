@@ -364,6 +364,9 @@ class Driver:
                         # start (a quick one may be done in a second).
                         delay = min(_FIRST_POLL, self.poll_interval)
                         continue
+                    if any(self.is_terminal(b) for b in live):
+                        # A batch just ended: a job's batches tend to end close together.
+                        delay = min(_FIRST_POLL, self.poll_interval)
                 if deadline is not None and self.clock() + delay > deadline:
                     raise JobTimeoutError(timeout_message(), job_id)
                 with timed("wait"):

@@ -13,6 +13,7 @@ written: a failed run leaves no partial OUT.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 from collections.abc import Mapping
@@ -60,6 +61,8 @@ class ParquetSink:
         self._stream: Any = None
         self._parts = 0
         self._tmp = self._temporary_name()
+        if self._local is not None:
+            self._remove_stale_temporaries(self._local)
         if check:
             self._check()
 
@@ -127,6 +130,19 @@ class ParquetSink:
             return str(self._local.with_name(hidden))
         assert self._remote is not None
         return f"{self._remote.path.rstrip('/').rsplit('/', 1)[0]}/{hidden}"
+
+    @staticmethod
+    def _remove_stale_temporaries(target: Path) -> None:
+        """Remove what a killed writer of ``target`` left (its process is gone): a job's OUT
+        is written while its batches run, so a kill can come mid-write."""
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            pid = leftover.name[len(target.name) + 2 : -len(".tmp")]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     def write(self, table: pa.Table) -> None:
         """Write one window: appended to the file, or as the dataset's next part file.
@@ -225,3 +241,16 @@ class ParquetSink:
                 raise
         else:
             self.abort()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (one we may not signal runs too)."""
+    if os.name == "nt":  # signal 0 there is CTRL_C_EVENT, not a check: assume it runs
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
