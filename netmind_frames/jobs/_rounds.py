@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import openai
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._errors import BatchFailedError, JobTimeoutError
 from .._timing import timed
@@ -506,12 +507,13 @@ class Driver:
 
 def _reconcile(batches: Sequence[tuple[SpooledShard, Any]], table: pa.Table) -> None:
     """Warn when our row counts disagree with the server's ``request_counts``."""
-    status = table.column("status").to_numpy(zero_copy_only=False)
+    # Compared in Arrow: a chunk's statuses as Python strings cost the polling thread ~15 ms.
+    ok_rows = pc.equal(table.column("status"), "ok").fill_null(False).to_numpy()
     for shard, batch in batches:
         counts = getattr(batch, "request_counts", None)
         if counts is None or batch.status != "completed" or counts.completed is None:
             continue
-        ok = int(np.count_nonzero(status[shard.positions] == "ok"))
+        ok = int(np.count_nonzero(ok_rows[shard.positions]))
         if ok != counts.completed:
             warnings.warn(
                 f"Batch {batch.id}: {ok} rows ok, but the server counts {counts.completed} "

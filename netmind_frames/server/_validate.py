@@ -94,6 +94,13 @@ class Lines(Sequence[bytes]):
     def __len__(self) -> int:
         return len(self._starts)
 
+    def __iter__(self) -> Iterator[bytes]:
+        # Sequence's own iteration indexes one line at a time through __getitem__: this loop
+        # runs once per request the runner answers.
+        buffer = self._buffer
+        for start, end in zip(self._starts, self._ends, strict=True):
+            yield buffer[start:end]
+
     @overload
     def __getitem__(self, index: int) -> bytes: ...
     @overload
