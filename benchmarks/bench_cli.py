@@ -14,7 +14,10 @@ over threads: ``overlap`` is their sum over the wall time (1.0: one after anothe
 peak during the call minus the RSS before it; Linux's ``clear_refs`` resets the peak) beside
 the input frame's deep memory.
 
-    python benchmarks/bench_cli.py [--rows 1000000 5000000] [--chars 300] [--python]
+    python benchmarks/bench_cli.py [--rows 1000000 5000000] [--chars 300] [--python] [--repeat N]
+
+``--repeat N`` runs each size N times, each against a fresh server (the first run after the
+machine idled is often slower: compare the runs after it).
 """
 
 from __future__ import annotations
@@ -46,30 +49,32 @@ def make_input(path: Path, rows: int, chars: int) -> None:
             w.write_table(pa.table({"id": ids, "review": text}))
 
 
-def run_one(rows: int, chars: int, tmp: Path, serve: Serve) -> dict[str, object]:
+def run_one(rows: int, chars: int, tmp: Path, serve: Serve, run: int = 0) -> dict[str, object]:
     source = tmp / f"in-{rows}.parquet"
-    make_input(source, rows, chars)
-    out = tmp / f"out-{rows}.parquet"
-    home = tmp / f"home-{rows}"
+    if not source.exists():
+        make_input(source, rows, chars)
+    out = tmp / f"out-{rows}-{run}.parquet"
+    home = tmp / f"home-{rows}-{run}"
     env = os.environ | {"NETMIND_API_KEY": KEY, "NETMIND_FRAMES_HOME": str(home)}
     argv = [*exe(), "complete", str(source), str(out), "--prompt", "Review: {review}"]
     argv += ["--model", "m", "--max-tokens", "16", "--base-url", _base_url(serve)]
     argv += ["--poll-interval", "1", "--quiet", "--timings"]
     server_before = serve.cpu_s()
-    run = measure(argv, env)
+    measured = measure(argv, env)
     server_cpu = serve.cpu_s() - server_before
-    match = re.search(r"^timings (.*)$", run.stderr, re.M)
+    match = re.search(r"^timings (.*)$", measured.stderr, re.M)
     phases = json.loads(match.group(1)) if match else {}
     assert pq.ParquetFile(out).metadata.num_rows == rows
     return {
         "rows": rows,
-        "wall_s": round(run.wall_s, 1),
-        "rows_per_s": round(rows / run.wall_s),
-        "cpu_s": round(run.cpu_s, 1),
+        "run": run + 1,
+        "wall_s": round(measured.wall_s, 1),
+        "rows_per_s": round(rows / measured.wall_s),
+        "cpu_s": round(measured.cpu_s, 1),
         "server_cpu_s": round(server_cpu, 1),
-        "peak_rss_mib": round(run.rss_mib),
+        "peak_rss_mib": round(measured.rss_mib),
         "busy_s": phases,
-        "overlap": round(sum(phases.values()) / run.wall_s, 2),
+        "overlap": round(sum(phases.values()) / measured.wall_s, 2),
     }
 
 
@@ -111,19 +116,19 @@ def _base_url(serve: Serve) -> str:
     return f"{serve.origin}/inference-api/openai/v1"
 
 
-def run_python(rows: int, chars: int, tmp: Path, serve: Serve) -> dict[str, object]:
+def run_python(rows: int, chars: int, tmp: Path, serve: Serve, run: int = 0) -> dict[str, object]:
     """The same job through ``batch_complete`` in a fresh process: its memory and time."""
     source = tmp / f"in-{rows}.parquet"
     if not source.exists():
         make_input(source, rows, chars)
-    env = os.environ | {"NETMIND_FRAMES_HOME": str(tmp / f"home-py-{rows}")}
+    env = os.environ | {"NETMIND_FRAMES_HOME": str(tmp / f"home-py-{rows}-{run}")}
     proc = subprocess.run(
         [sys.executable, "-c", PYTHON_JOB, str(source), _base_url(serve)],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
         raise SystemExit(f"batch_complete failed ({proc.returncode}):\n{proc.stderr}")
-    return {"python": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {"python": True, "run": run + 1, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def main() -> None:
@@ -131,15 +136,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--chars", type=int, default=300)
     parser.add_argument("--python", action="store_true", help="run batch_complete instead")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size, each printed")
     args = parser.parse_args()
     run = run_python if args.python else run_one
     with tempfile.TemporaryDirectory(prefix="bench_cli-") as name:
         tmp = Path(name)
-        with serve_process(tmp / "server") as serve:
-            results = [run(rows, args.chars, tmp, serve) for rows in args.rows]
-    for result in results:
-        print(json.dumps(result))
-    if len(results) >= 2 and not args.python:
+        results = []
+        for rows in args.rows:
+            for number in range(args.repeat):
+                # A fresh server each run: on the last one's, the job would be found and
+                # reattached, and nothing would run.
+                with serve_process(tmp / f"server-{rows}-{number}") as serve:
+                    results.append(run(rows, args.chars, tmp, serve, number))
+                print(json.dumps(results[-1]), flush=True)
+    if len(args.rows) >= 2 and args.repeat == 1 and not args.python:
         ratio = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]  # type: ignore[operator]
         print(f"peak RSS ratio {results[-1]['rows']} / {results[0]['rows']} rows: {ratio:.2f}")
 
