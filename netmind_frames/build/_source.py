@@ -141,7 +141,8 @@ class FileSource:
     def frames(
         self, chunk_rows: int, columns: Sequence[str] | None = None
     ) -> Iterator[tuple[int, pd.DataFrame]]:
-        """``(first position, rows)`` per chunk as pandas, indexed by position in the file."""
+        """``(first position, rows)`` per chunk: pandas views of the Arrow columns (no copy
+        into Python objects), indexed by position in the file."""
         for start, table in self.tables(chunk_rows, columns):
             yield start, _arrow_view(table, start)
 

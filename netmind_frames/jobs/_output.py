@@ -46,12 +46,12 @@ def write_joined(
     ``extra_columns(results)``, when given, adds more columns after them (structured outputs).
     """
     counts: Counter[str] = Counter()
-    # The next window and its results are read while this one is joined and written.
+    # The next window and its results are read while this one is joined and written. The
+    # sink commits when every window is written, else removes them: never a partial OUT.
     tables = source.tables(chunk_rows)
     joined = ((table, results_of(number)) for number, (_, table) in enumerate(tables))
     windows = prefetched(joined, "netmind-frames-write")
-    with sink, contextlib.closing(windows):  # sink: commits when every window is written,
-        # else removes them: never a partial OUT
+    with sink, contextlib.closing(windows):
         for number, (table, results) in enumerate(windows):
             with timed("join"):
                 if results.num_rows != table.num_rows:
