@@ -138,3 +138,29 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path)
     other.write_bytes(b"not this OUT's")
     ParquetSink(tmp_path / "out.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_a_failed_write_still_ends_the_job_and_the_same_call_writes_it_again(tmp_path, monkeypatch):
+    """The writer fails (a full disk, say) while batches run: the job still ends, its answers
+    stay on disk, the error comes after, no temporary file is left, and the same call again
+    writes OUT whole without a new batch."""
+    real_write = ParquetSink.write
+    failures = [OSError(28, "No space left on device")]
+
+    def write(self: ParquetSink, table: pa.Table) -> None:
+        if failures:
+            raise failures.pop()
+        real_write(self, table)
+
+    monkeypatch.setattr(ParquetSink, "write", write)
+    out = tmp_path / "out.parquet"
+    with LocalBatchServer(seed=2) as server:
+        job = _submit(server, _input(tmp_path))
+        with pytest.raises(OSError, match="No space left"):
+            job.to_parquet(out)
+        assert job.status == "completed"  # every batch ran to its end meanwhile
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+        counts = job.to_parquet(out)
+    assert counts == {"ok": ROWS}
+    assert len(job.batch_ids) == ROWS
+    assert pq.read_table(out).column("text").to_pylist() == [f"row {i}" for i in range(ROWS)]
