@@ -23,8 +23,8 @@ def prefetched(items: Iterable[T], name: str) -> Generator[T, None, None]:
     # A pool per call, never one kept for the process: a forked child would inherit a pool
     # without threads and wait forever.
     with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
+        ahead = pool.submit(next, source, _END)
         try:
-            ahead = pool.submit(next, source, _END)
             while (item := ahead.result()) is not _END:
                 ahead = pool.submit(next, source, _END)
                 yield item  # type: ignore[misc]

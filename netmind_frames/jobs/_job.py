@@ -482,8 +482,9 @@ class BatchJob:
                 self._finish(timeout, on_final=final.mark)
             except BaseException:
                 final.abandon()  # the writer removes its temporary file and ends
-                if not isinstance(writer.exception(), (Abandoned, type(None))):
-                    log.info("writing the result stopped: %s", writer.exception())
+                stopped = writer.exception()
+                if stopped is not None and not isinstance(stopped, Abandoned):
+                    log.info("writing the result stopped: %s", stopped)
                 raise
             final.mark_all()
             return writer.result()
@@ -597,14 +598,9 @@ class BatchJob:
         if self._done:
             return
         deadline = self._deadline(timeout)
-        save = self._save
+        save: Callable[[ChunkPlan, pa.Table], None] = self._save
         if on_final is not None:
-
-            def save(chunk: ChunkPlan, table: pa.Table) -> None:
-                self._save(chunk, table)
-                if not self._options.retries or not len(retryable_rows(table)):
-                    on_final(chunk.number)
-
+            save = _marking_final(save, on_final, self._options.retries)
         self._drive(self._first, deadline, self._label(), save)
         self._retry_rows(deadline)
         self._done = True
@@ -703,6 +699,19 @@ def _checking(
         save(chunk, check_answers(table, spec))
 
     return check_then_save
+
+
+def _marking_final(
+    save: Callable[[ChunkPlan, pa.Table], None], on_final: Callable[[int], None], retries: int
+) -> Callable[[ChunkPlan, pa.Table], None]:
+    """``save``, then ``on_final(chunk number)`` when no row of the chunk is left to retry."""
+
+    def save_then_mark(chunk: ChunkPlan, table: pa.Table) -> None:
+        save(chunk, table)
+        if not retries or not len(retryable_rows(table)):
+            on_final(chunk.number)
+
+    return save_then_mark
 
 
 def retryable_rows(table: pa.Table) -> np.ndarray:
