@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import platform
 import re
 import sys
 import time
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    _fast_allocator()
     try:
         return int(args.handler(args))
     except BrokenPipeError:
@@ -128,6 +130,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _fast_allocator() -> None:
+    """Have Arrow allocate with jemalloc in this process, where the wheels ship it.
+
+    Arrow's default, mimalloc, hands freed memory back to the OS within milliseconds, so each
+    window of a job faults its memory in (and the kernel zeroes it) again: on the 1M-row
+    benchmark jemalloc, which keeps it a second, saves ~0.7 CPU-s of the client's ~8. Arrow
+    reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when pyarrow is imported, so this runs before
+    any command imports it; a value the user set is kept. The Python API never does this: a
+    caller's process keeps its allocator.
+    """
+    if "pyarrow" in sys.modules:  # too late (main() called from a Python program)
+        return
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
 def _api_errors() -> tuple[type[BaseException], ...]:

@@ -19,9 +19,11 @@ import openai
 import orjson
 import pytest
 from conftest_server import run_batch, wait_for
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netmind_frames.server import LocalBatchServer, _ids, _pool, _runner, _store
-from netmind_frames.server._answer import answer, corrupt_seed, unit
+from netmind_frames.server._answer import answer, corrupt_seed, count_words, unit
 from netmind_frames.server._cli import add_serve_parser
 from netmind_frames.server._embed import embed_with_input
 from netmind_frames.server._engine import complete_with_prompt, last_user_text
@@ -39,7 +41,10 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 def _body(i: int, kind: int) -> Any:
     """Chat bodies of every shape: plain ones and each kind the lean path hands on."""
-    text = f"row {i} a  b\tc \u00e9t\u00e9 \u2003 x\n" * (1 + i % 3)
+    if (i // 18) % 2:  # every body shape with both texts (18 shapes, see mixed_lines)
+        text = f"row {i} a  b\tc \u00e9t\u00e9 \u2003 x\n" * (1 + i % 3)
+    else:  # ASCII only: words are counted without splitting (str.split's ASCII whitespace)
+        text = f" row {i} a  b\tc\x1fd\re\x0bf \n" * (1 + i % 3)
     msgs: list[dict[str, Any]] = [{"role": "user", "content": text}]
     body: dict[str, Any] = {"model": "echo-1", "messages": msgs}
     extra: list[dict[str, Any]] = [
@@ -148,6 +153,14 @@ def test_the_lean_path_answers_byte_for_byte_as_the_engines(monkeypatch, fail_ra
     assert got.err == b"".join(x for x in want if b'"status_code":200' not in x)
     assert got.completed + got.failed == len(lines) == len(got.executed)
     assert got.completed > 0 and got.failed > 0
+
+
+_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2003\u3000"
+
+
+@given(st.text(alphabet=st.sampled_from([*_WHITESPACE, "a", "Z", "\x00", "\x7f", '"', "\u00e9"])))
+def test_words_are_counted_as_str_split_counts_them(text):
+    assert count_words(text) == len(text.split())
 
 
 def test_embedding_lines_are_answered_by_the_embedding_engine():

@@ -7,6 +7,7 @@ No timed assertion: what is imported is checked instead (benchmarks/bench_startu
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import textwrap
@@ -152,3 +153,42 @@ def test_public_names_resolve_on_first_use_and_dir_lists_them():
         print("ok")
     """
     assert run(code).strip() == "ok"
+
+
+JEMALLOC_WHEELS = sys.platform == "linux" and platform.machine() == "x86_64"
+
+
+@pytest.mark.skipif(not JEMALLOC_WHEELS, reason="pyarrow's wheels ship jemalloc on x86-64 Linux")
+@pytest.mark.parametrize(("user_choice", "pool"), [(None, "jemalloc"), ("system", "system")])
+def test_the_cli_has_arrow_allocate_with_jemalloc_unless_the_user_chose(
+    user_choice, pool, tmp_path
+):
+    code = f"""
+        import os
+        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+        if {user_choice!r}:
+            os.environ["ARROW_DEFAULT_MEMORY_POOL"] = {user_choice!r}
+        os.environ["NETMIND_FRAMES_HOME"] = {str(tmp_path)!r}
+        from netmind_frames.cli import main
+        assert main(["list"]) == 0
+        import pyarrow as pa
+        print(pa.default_memory_pool().backend_name)
+    """
+    assert run(code).strip().splitlines()[-1] == pool
+
+
+def test_a_program_using_the_library_or_calling_main_keeps_its_allocator():
+    code = """
+        import os
+        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+        import pyarrow as pa
+        default = pa.default_memory_pool().backend_name
+        from netmind_frames.cli import main
+        main(["list"])  # main() inside a program: Arrow's pool is chosen already
+        import netmind_frames, pandas as pd
+        pd.DataFrame({"t": ["a"]}).netmind  # the accessor, registered
+        now = pa.default_memory_pool().backend_name
+        print(default, now, "ARROW_DEFAULT_MEMORY_POOL" in os.environ)
+    """
+    default, now, set_env = run(code).split()
+    assert now == default and set_env == "False"

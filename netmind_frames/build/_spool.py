@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,31 +103,52 @@ def spool_chunk(
     plan: RequestPlan, *, number: int, start: int, first_index: int, directory: Path, tag: str = ""
 ) -> ChunkPlan:
     """Write ``plan``'s shards to ``directory`` and keep only what is needed to find them."""
-    # sha256 is the slowest step here (~370 MB/s without SHA extensions): hash the shards on
-    # every core while this thread writes them out. A pool per call, never one kept for the
-    # process: a forked child would inherit a pool without threads and wait forever.
-    workers = max(1, min(len(plan.shards), _usable_cores()))
-    with ThreadPoolExecutor(workers, thread_name_prefix="netmind-frames-sha256") as pool:
-        fingerprints = [pool.submit(fingerprint_of, shard) for shard in plan.shards]
-        paths = []
-        for offset, shard in enumerate(plan.shards):
-            paths.append(directory / f"shard{tag}-{first_index + offset:06d}.jsonl")
-            write_private(paths[-1], shard.data)  # every row's prompt: owner-only
+    # A pool per call, never one kept for the process: a forked child would inherit a pool
+    # without threads and wait forever.
+    with ThreadPoolExecutor(_usable_cores(), thread_name_prefix="netmind-frames-spool") as pool:
+        return _spooling(pool, plan, number, start, first_index, directory, tag)()
+
+
+def _spooling(
+    pool: ThreadPoolExecutor,
+    plan: RequestPlan,
+    number: int,
+    start: int,
+    first_index: int,
+    directory: Path,
+    tag: str = "",
+) -> Callable[[], ChunkPlan]:
+    """Start writing and hashing ``plan``'s shards on ``pool``; call the result to wait for
+    them and get the chunk's plan."""
+    # sha256 (~370 MB/s without SHA extensions) and the writes both release the GIL: the
+    # shards hash and go to disk on every core while the caller builds the next chunk.
+    paths = [directory / f"shard{tag}-{first_index + i:06d}.jsonl" for i in range(len(plan.shards))]
+    fingerprints = []
+    writes = []
+    for shard, path in zip(plan.shards, paths, strict=True):
+        fingerprints.append(pool.submit(fingerprint_of, shard))
+        writes.append(pool.submit(write_private, path, shard.data))  # every prompt: owner-only
+
+    def spooled() -> ChunkPlan:
+        for write in writes:
+            write.result()
         shards = [
             _spooled(shard, first_index + offset, number, path, fingerprint.result())
             for offset, (shard, path, fingerprint) in enumerate(
                 zip(plan.shards, paths, fingerprints, strict=True)
             )
         ]
-    return ChunkPlan(
-        number,
-        start,
-        plan.n_rows,
-        plan.endpoint,
-        tuple(shards),
-        custom_ids=plan.custom_ids,
-        id_offset=plan.first_position,
-    )
+        return ChunkPlan(
+            number,
+            start,
+            plan.n_rows,
+            plan.endpoint,
+            tuple(shards),
+            custom_ids=plan.custom_ids,
+            id_offset=plan.first_position,
+        )
+
+    return spooled
 
 
 def _usable_cores() -> int:
@@ -162,22 +183,27 @@ def spool_plan(
     """Build and spool every chunk: ``build(frame, first_position)`` -> ``RequestPlan``.
 
     A bad row in any chunk raises before anything is submitted (the whole input is built
-    first), with its position in the whole input.
+    first), with its position in the whole input. Each chunk is written and hashed while the
+    next one is built; at most one chunk waits to be written, so memory stays bounded.
     """
     assert callable(build)
     out: list[ChunkPlan] = []
     first_index = 0
-    for number, (start, frame) in enumerate(chunks):
-        with timed("build"):
-            try:
-                plan = build(frame, start)
-            except RowError as exc:
-                raise _in_whole_input(exc, start) from None
-            chunk = spool_chunk(
-                plan, number=number, start=start, first_index=first_index, directory=directory
-            )
-        first_index += len(chunk.shards)
-        out.append(chunk)
+    pending: Callable[[], ChunkPlan] | None = None
+    with ThreadPoolExecutor(_usable_cores(), thread_name_prefix="netmind-frames-spool") as pool:
+        for number, (start, frame) in enumerate(chunks):
+            with timed("build"):
+                try:
+                    plan = build(frame, start)
+                except RowError as exc:
+                    raise _in_whole_input(exc, start) from None
+                if pending is not None:
+                    out.append(pending())
+                pending = _spooling(pool, plan, number, start, first_index, directory)
+            first_index += len(plan.shards)
+        if pending is not None:
+            with timed("build"):
+                out.append(pending())
     return JobPlan(n_rows, tuple(out))
 
 

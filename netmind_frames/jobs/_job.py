@@ -64,7 +64,7 @@ from ._prices import load_prices
 from ._rounds import TERMINAL_STATUSES, Driver, Round
 from ._storage import delete_stored, remember_input, remember_results
 from ._submit import shard_key
-from ._summary import format_summary, reattach_line, summarize
+from ._summary import SUMMARY_COLUMNS, format_summary, reattach_line, summarize
 
 log = logging.getLogger("netmind_frames")
 
@@ -357,7 +357,7 @@ class BatchJob:
         batches = [self._driver.batches[b] for b in batch_ids if b in self._driver.batches]
         return summarize(
             self.id,
-            (self._load(c.number) for c in self._plan.chunks),
+            (self._load(c.number, SUMMARY_COLUMNS) for c in self._plan.chunks),
             batches,
             model=None if self._options.model_column else self._options.model,
             prices=self._prices,
@@ -634,15 +634,22 @@ class BatchJob:
         path = private_file(self._result_path(chunk.number))  # pyarrow keeps the file's mode
         feather.write_feather(table, path, compression="uncompressed")
 
-    def _load(self, number: int) -> pa.Table:
-        return feather.read_table(self._result_path(number), memory_map=False)
+    def _load(self, number: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """A chunk's saved results; with ``columns``, only those of them it has (the answers
+        are most of the bytes, and checks such as retries and the summary need none)."""
+        path = self._result_path(number)
+        if columns is not None:
+            with pa.OSFile(str(path)) as file:
+                names = pa.ipc.open_file(file).schema.names
+            columns = [name for name in columns if name in names]
+        return feather.read_table(path, columns=columns, memory_map=False)
 
     def _retry_rows(self, deadline: float | None) -> None:
         """Send rows that failed for a retryable reason again, round after round."""
         for number in range(1, self._options.retries + 1):
             need = {}
             for chunk in self._plan.chunks:
-                positions = retryable_rows(self._load(chunk.number))
+                positions = retryable_rows(self._load(chunk.number, RETRY_COLUMNS))
                 if len(positions):
                     need[chunk.number] = positions
             if not need:
@@ -712,6 +719,10 @@ def _marking_final(
             on_final(chunk.number)
 
     return save_then_mark
+
+
+#: The result columns that :func:`retryable_rows` reads.
+RETRY_COLUMNS = ("status", "error_code")
 
 
 def retryable_rows(table: pa.Table) -> np.ndarray:

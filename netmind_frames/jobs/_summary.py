@@ -13,6 +13,9 @@ import pyarrow.compute as pc
 
 from ._prices import PRICE_RULE, Price
 
+#: The result columns :func:`summarize` reads.
+SUMMARY_COLUMNS = ("status", "error_code", "prompt_tokens", "completion_tokens")
+
 _END_FIELDS = ("completed_at", "failed_at", "expired_at", "cancelled_at", "finalizing_at")
 
 

@@ -111,17 +111,36 @@ _LINE = (
 )
 
 
+# ``str.split()``'s whitespace among ASCII characters becomes b" ", every other byte b"x".
+_WORD_MARKS = bytes(32 if chr(byte).isspace() else 120 for byte in range(256))
+
+
+def count_words(text: str) -> int:
+    """``len(text.split())`` without making the words: a quarter of the cost for ASCII text.
+
+    Counting every prompt's tokens was a fifth of answering a plain request.
+    """
+    if not text.isascii():  # O(1): a str knows whether it is ASCII
+        return len(text.split())
+    marks = text.encode().translate(_WORD_MARKS)
+    return marks.count(b" x") + (marks[:1] == b"x")  # a word starts after each space, or first
+
+
 def _echo(texts: list[str], text: str, limit: int | None) -> tuple[str, bytes, int, int]:
     """Answer, finish reason, prompt and completion tokens, as :func:`complete_with_prompt`."""
-    tokens = text.split()
-    if limit is not None and len(tokens) > limit:
-        answer, finish, completion_tokens = " ".join(tokens[:limit]), b"length", limit
+    words = count_words(text)
+    if limit is not None and words > limit:
+        answer, finish, completion_tokens = (
+            " ".join(text.split(None, limit)[:limit]),
+            b"length",
+            limit,
+        )
     else:
-        answer, finish, completion_tokens = text, b"stop", len(tokens)
+        answer, finish, completion_tokens = text, b"stop", words
     if len(texts) == 1 and texts[0] is text:
-        prompt_tokens = len(tokens)
+        prompt_tokens = words
     else:
-        prompt_tokens = sum(len(t.split()) for t in texts)
+        prompt_tokens = sum(count_words(t) for t in texts)
     return answer, finish, prompt_tokens, completion_tokens
 
 
