@@ -11,6 +11,7 @@ handler imports what its command needs (tests/test_startup.py checks this).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -106,7 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    _fast_allocator()
     try:
         return int(args.handler(args))
     except BrokenPipeError:
@@ -132,6 +132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``netmind-frames`` console script: :func:`main` in a process of its own."""
+    _fast_allocator()
+    code = main()
+    # Python's last garbage collection walks every object that pandas and openai made (~0.15 s
+    # of each command's exit); the process ends here, so those objects are left to the OS.
+    # Everything of ours is closed by now, and atexit handlers (the spool's removal) still run.
+    gc.freeze()
+    sys.exit(code)
+
+
 def _fast_allocator() -> None:
     """Have Arrow allocate with jemalloc in this process, where the wheels ship it.
 
@@ -139,11 +150,9 @@ def _fast_allocator() -> None:
     window of a job faults its memory in (and the kernel zeroes it) again: on the 1M-row
     benchmark jemalloc, which keeps it a second, saves ~0.7 CPU-s of the client's ~8. Arrow
     reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when pyarrow is imported, so this runs before
-    any command imports it; a value the user set is kept. The Python API never does this: a
-    caller's process keeps its allocator.
+    any command imports it; a value the user set is kept. Only the console script does this:
+    a program that calls :func:`main` or the Python API keeps its allocator.
     """
-    if "pyarrow" in sys.modules:  # too late (main() called from a Python program)
-        return
     if sys.platform == "linux" and platform.machine() == "x86_64":
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
@@ -1044,4 +1053,4 @@ def _one_line(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -160,35 +160,39 @@ JEMALLOC_WHEELS = sys.platform == "linux" and platform.machine() == "x86_64"
 
 @pytest.mark.skipif(not JEMALLOC_WHEELS, reason="pyarrow's wheels ship jemalloc on x86-64 Linux")
 @pytest.mark.parametrize(("user_choice", "pool"), [(None, "jemalloc"), ("system", "system")])
-def test_the_cli_has_arrow_allocate_with_jemalloc_unless_the_user_chose(
+def test_the_console_script_has_arrow_allocate_with_jemalloc_unless_the_user_chose(
     user_choice, pool, tmp_path
 ):
     code = f"""
-        import os
+        import atexit, os
         os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
         if {user_choice!r}:
             os.environ["ARROW_DEFAULT_MEMORY_POOL"] = {user_choice!r}
         os.environ["NETMIND_FRAMES_HOME"] = {str(tmp_path)!r}
-        from netmind_frames.cli import main
-        assert main(["list"]) == 0
-        import pyarrow as pa
-        print(pa.default_memory_pool().backend_name)
+
+        def pool_at_exit():  # run() ends the process: ask Arrow on the way out
+            import pyarrow as pa
+            print(pa.default_memory_pool().backend_name)
+
+        atexit.register(pool_at_exit)
+        import sys
+        sys.argv = ["netmind-frames", "list"]
+        from netmind_frames.cli import run
+        run()
     """
     assert run(code).strip().splitlines()[-1] == pool
 
 
-def test_a_program_using_the_library_or_calling_main_keeps_its_allocator():
-    code = """
+def test_a_program_calling_main_or_the_library_keeps_its_allocator(tmp_path):
+    code = f"""
         import os
         os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
-        import pyarrow as pa
-        default = pa.default_memory_pool().backend_name
+        os.environ["NETMIND_FRAMES_HOME"] = {str(tmp_path)!r}
         from netmind_frames.cli import main
-        main(["list"])  # main() inside a program: Arrow's pool is chosen already
-        import netmind_frames, pandas as pd
-        pd.DataFrame({"t": ["a"]}).netmind  # the accessor, registered
-        now = pa.default_memory_pool().backend_name
-        print(default, now, "ARROW_DEFAULT_MEMORY_POOL" in os.environ)
+        assert main(["list"]) == 0
+        import netmind_frames, pandas as pd, pyarrow as pa
+        pd.DataFrame({{"t": ["a"]}}).netmind  # the accessor, registered
+        print(pa.default_memory_pool().backend_name, "ARROW_DEFAULT_MEMORY_POOL" in os.environ)
     """
-    default, now, set_env = run(code).split()
-    assert now == default and set_env == "False"
+    default = run("import pyarrow as pa; print(pa.default_memory_pool().backend_name)").strip()
+    assert run(code).split() == [default, "False"]
