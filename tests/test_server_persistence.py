@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import openai
+import pytest
 from conftest_server import content, rows, start_batch, upload, wait_for, wait_terminal
 
 from netmind_frames.server import LocalBatchServer
@@ -113,3 +114,19 @@ def test_input_files_are_read_through_a_memory_map_not_held_whole(tmp_path):
     assert len(checked.lines) == 1000
     assert [checked.lines[i] for i in (0, 499, 500, 999)] == [lines[i] for i in (0, 499, 500, 999)]
     assert validate_input(lines[0] + b"\n", "/v1/chat/completions").lines[0] == lines[0]
+
+
+def test_a_deleted_files_bytes_leave_the_disk_and_it_stays_deleted(tmp_path: Path) -> None:
+    with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:
+        kept, dropped = upload(client, rows(3)), upload(client, rows(4))
+        on_disk = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+        assert f"{dropped}.data" in on_disk
+        assert client.files.delete(dropped).deleted
+        # The bytes are unlinked after the answer is sent: wait for them to go.
+        wait_for(lambda: not any(p.name.startswith(dropped) for p in tmp_path.rglob("*")))
+        assert not [p for p in (tmp_path / "tmp").iterdir()]
+        assert client.files.content(kept).content == rows(3)
+    with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:
+        assert [f.id for f in client.files.list()] == [kept]
+        with pytest.raises(openai.NotFoundError):
+            client.files.retrieve(dropped)

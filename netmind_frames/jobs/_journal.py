@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -390,12 +390,14 @@ class Journal:
                 (base_url, file_id, job_id, batch_id, kind, size, self._clock()),
             )
 
-    def mark_file_deleted(self, base_url: str, file_id: str) -> None:
-        """The file is gone from the provider: it is listed no more."""
+    def mark_files_deleted(self, files: Sequence[tuple[str, str]]) -> None:
+        """These files (``(base_url, file_id)``) are gone from the provider: they are listed
+        no more. One transaction for all: each commit waits for the disk."""
         with self._transaction() as db:
-            db.execute(
+            now = self._clock()
+            db.executemany(
                 "UPDATE files SET deleted_at = ? WHERE base_url = ? AND file_id = ?",
-                (self._clock(), base_url, file_id),
+                [(now, base_url, file_id) for base_url, file_id in files],
             )
 
     def files(

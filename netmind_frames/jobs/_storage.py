@@ -92,6 +92,7 @@ def delete_stored(
                 exc,
             )
             continue
-        journal.mark_file_deleted(stored.base_url, stored.file_id)
         gone.append(stored)
+    if gone:
+        journal.mark_files_deleted([(stored.base_url, stored.file_id) for stored in gone])
     return gone

@@ -15,6 +15,7 @@ re-entrant lock guards all state; the HTTP handlers and the runner thread share 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -195,15 +196,21 @@ class Store:
         with self.lock:
             return sorted(self._files.values(), key=lambda r: r.seq)
 
-    def delete_file(self, file_id: str) -> bool:
-        """Delete a file; return whether it existed."""
+    def delete_file(self, file_id: str) -> Path | None:
+        """Forget a file and move its bytes under ``tmp/``; None when there was no such file.
+
+        Returns where the bytes are now, for the caller to unlink when convenient: a large
+        file takes milliseconds, and ``tmp/`` is cleared at start should that never happen.
+        """
         with self.lock:
             if self.get_file(file_id) is None:
-                return False
+                return None
             del self._files[file_id]
             (self._files_dir / f"{file_id}.json").unlink(missing_ok=True)
-            self.data_path(file_id).unlink(missing_ok=True)
-            return True
+            doomed = self.new_tmp_path(".deleted")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.data_path(file_id), doomed)
+            return doomed
 
     # -- batches -------------------------------------------------------------------------
     def add_batch(
