@@ -179,9 +179,14 @@ def answer(
             model, texts, text, limit = plain
             chat = next(counter)  # the engine draws the completion's id first
             reply, finish, used, made = _echo(texts, text, limit)
-            head = (prefix, next(counter), dumps(cid), prefix, next(counter), prefix, chat)
-            tail = (int(now()), dumps(model), dumps(reply), finish, used, made, used + made)
-            out.append(_LINE % (*head, *tail))
+            line_id, request_id, created = next(counter), next(counter), int(now())
+            out.append(
+                _LINE
+                % (
+                    prefix, line_id, dumps(cid), prefix, request_id, prefix, chat,
+                    created, dumps(model), dumps(reply), finish, used, made, used + made,
+                )  # fmt: skip
+            )
             prompt += used
             completion += made
             if log:
