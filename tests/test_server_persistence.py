@@ -122,9 +122,9 @@ def test_a_deleted_files_bytes_leave_the_disk_and_it_stays_deleted(tmp_path: Pat
         on_disk = {p.name for p in tmp_path.rglob("*") if p.is_file()}
         assert f"{dropped}.data" in on_disk
         assert client.files.delete(dropped).deleted
-        # The bytes are unlinked after the answer is sent: wait for them to go.
-        wait_for(lambda: not any(p.name.startswith(dropped) for p in tmp_path.rglob("*")))
-        assert not [p for p in (tmp_path / "tmp").iterdir()]
+        assert not any(p.name.startswith(dropped) for p in tmp_path.rglob("*"))
+        # The bytes wait under tmp/ until the answer is sent, then go.
+        wait_for(lambda: not list((tmp_path / "tmp").iterdir()))
         assert client.files.content(kept).content == rows(3)
     with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:
         assert [f.id for f in client.files.list()] == [kept]
