@@ -123,7 +123,7 @@ def test_a_deleted_files_bytes_leave_the_disk_and_it_stays_deleted(tmp_path: Pat
         assert f"{dropped}.data" in on_disk
         assert client.files.delete(dropped).deleted
         assert not any(p.name.startswith(dropped) for p in tmp_path.rglob("*"))
-        # The bytes wait under tmp/ until the answer is sent, then go.
+        # The bytes wait under tmp/ for a thread that unlinks them.
         wait_for(lambda: not list((tmp_path / "tmp").iterdir()))
         assert client.files.content(kept).content == rows(3)
     with LocalBatchServer(data_dir=tmp_path) as srv, client_for(srv) as client:

@@ -183,8 +183,20 @@ def answer(
             out.append(
                 _LINE
                 % (
-                    prefix, line_id, dumps(cid), prefix, request_id, prefix, chat,
-                    created, dumps(model), dumps(reply), finish, used, made, used + made,
+                    prefix,
+                    line_id,
+                    dumps(cid),
+                    prefix,
+                    request_id,
+                    prefix,
+                    chat,
+                    created,
+                    dumps(model),
+                    dumps(reply),
+                    finish,
+                    used,
+                    made,
+                    used + made,
                 )  # fmt: skip
             )
             prompt += used

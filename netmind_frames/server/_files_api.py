@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -168,10 +167,8 @@ async def retrieve_file(request: Request) -> Response:
 async def delete_file(request: Request) -> Response:
     """``DELETE /v1/files/{id}``."""
     rec = _file(request)
-    doomed = ctx(request).store.delete_file(rec.id)
-    # The bytes are unlinked once the answer is sent (milliseconds for a large file).
-    unlink = BackgroundTask(doomed.unlink, missing_ok=True) if doomed else None
-    return JSONResponse({"id": rec.id, "object": "file", "deleted": True}, background=unlink)
+    ctx(request).store.delete_file(rec.id)
+    return JSONResponse({"id": rec.id, "object": "file", "deleted": True})
 
 
 async def file_content(request: Request) -> Response:

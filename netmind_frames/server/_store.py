@@ -196,21 +196,24 @@ class Store:
         with self.lock:
             return sorted(self._files.values(), key=lambda r: r.seq)
 
-    def delete_file(self, file_id: str) -> Path | None:
-        """Forget a file and move its bytes under ``tmp/``; None when there was no such file.
+    def delete_file(self, file_id: str) -> bool:
+        """Delete a file; return whether it existed.
 
-        Returns where the bytes are now, for the caller to unlink when convenient: a large
-        file takes milliseconds, and ``tmp/`` is cleared at start should that never happen.
+        Its bytes are moved under ``tmp/`` and unlinked by a thread of their own: unlinking a
+        large file takes milliseconds, which a client deleting its files one request after
+        another would wait for. ``tmp/`` is cleared at start should the server stop first.
         """
         with self.lock:
             if self.get_file(file_id) is None:
-                return None
+                return False
             del self._files[file_id]
             (self._files_dir / f"{file_id}.json").unlink(missing_ok=True)
             doomed = self.new_tmp_path(".deleted")
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.data_path(file_id), doomed)
-            return doomed
+        unlink = threading.Thread(target=doomed.unlink, kwargs={"missing_ok": True}, daemon=True)
+        unlink.start()
+        return True
 
     # -- batches -------------------------------------------------------------------------
     def add_batch(
