@@ -180,25 +180,9 @@ def answer(
             chat = next(counter)  # the engine draws the completion's id first
             reply, finish, used, made = _echo(texts, text, limit)
             line_id, request_id, created = next(counter), next(counter), int(now())
-            out.append(
-                _LINE
-                % (
-                    prefix,
-                    line_id,
-                    dumps(cid),
-                    prefix,
-                    request_id,
-                    prefix,
-                    chat,
-                    created,
-                    dumps(model),
-                    dumps(reply),
-                    finish,
-                    used,
-                    made,
-                    used + made,
-                )  # fmt: skip
-            )
+            fields = (prefix, line_id, dumps(cid), prefix, request_id, prefix, chat, created,
+                      dumps(model), dumps(reply), finish, used, made, used + made)  # fmt: skip
+            out.append(_LINE % fields)
             prompt += used
             completion += made
             if log:
