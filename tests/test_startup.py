@@ -196,3 +196,14 @@ def test_a_program_calling_main_or_the_library_keeps_its_allocator(tmp_path):
     """
     default = run("import pyarrow as pa; print(pa.default_memory_pool().backend_name)").strip()
     assert run(code).split() == [default, "False"]
+
+
+def test_a_server_worker_process_imports_no_http_server():
+    """Worker processes start as big batches wait: they load the answering code alone."""
+    code = """
+        import json, sys
+        import netmind_frames.server._worker
+        names = ["uvicorn", "pandas", "openai", "netmind_frames.server._app"]
+        print(json.dumps([name for name in names if name in sys.modules]))
+    """
+    assert json.loads(run(code).strip().splitlines()[-1]) == []

@@ -7,6 +7,24 @@ OpenAI-compatible server (vLLM, Ollama, llama.cpp): a Batch API in front of a se
 
 from __future__ import annotations
 
-from ._server import LocalBatchServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._server import LocalBatchServer
 
 __all__ = ["LocalBatchServer"]
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP server (starlette, uvicorn: ~0.15 s) is imported on first use: the worker
+    # processes import this package for the answering code alone, each as a batch waits.
+    if name != "LocalBatchServer":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._server import LocalBatchServer
+
+    globals()[name] = LocalBatchServer  # the next lookup is a plain attribute
+    return LocalBatchServer
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
