@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netmind_frames.server import LocalBatchServer, _ids, _pool, _runner, _store
-from netmind_frames.server._answer import answer, corrupt_seed, count_words, unit
+from netmind_frames.server._answer import answer, corrupt_seed, count_words, run_order, unit
 from netmind_frames.server._cli import add_serve_parser
 from netmind_frames.server._embed import embed_with_input
 from netmind_frames.server._engine import complete_with_prompt, last_user_text
@@ -181,10 +181,15 @@ def test_embedding_lines_are_answered_by_the_embedding_engine():
     assert got.failed == 1 and b'"status_code":400' in got.err
 
 
-def _normalised(data: bytes) -> bytes:
-    """Ids without their per-process prefix, and no ``created`` times."""
+_ID = rb"(batch_req_|req_|chatcmpl-)[0-9a-f]{16}([0-9a-f]{16})"
+
+
+def _normalised(data: bytes, *, counters: bool = False) -> bytes:
+    """Ids without their per-process prefix (and, with ``counters``, without the counter
+    after it), and no ``created`` times."""
     data = re.sub(rb'"created":\d+', b'"created":0', data)
-    return re.sub(rb"(batch_req_|req_|chatcmpl-)[0-9a-f]{16}", rb"\g<1>" + b"0" * 16, data)
+    counter = b"0" * 16 if counters else rb"\g<2>"
+    return re.sub(_ID, rb"\g<1>" + b"0" * 16 + counter, data)
 
 
 def _run_alone(root: Path, data: bytes, **knobs: Any) -> tuple[dict[str, Any], bytes, bytes]:
@@ -221,7 +226,10 @@ def test_a_batch_answered_in_a_worker_process_gets_the_same_lines(
     tmp_path, monkeypatch, process_chunk
 ):
     """A worker writes its answers to files that the server moves (one chunk: the whole
-    batch) or appends (several chunks) to the batch's results: the same lines either way."""
+    batch, answered while it is checked) or appends (several chunks) to the batch's results:
+    the same lines, in the same order, either way. A worker that answers while it checks
+    draws the ids' counters in file order (and, for a file of several chunks, draws some in
+    vain), so those are compared for uniqueness only."""
     monkeypatch.setattr(_store, "new_batch_id", lambda: "batch_" + "a" * 24)  # same draws
     monkeypatch.setattr(_runner, "PROCESS_CHUNK", process_chunk)
     rng = random.Random(1)
@@ -234,8 +242,10 @@ def test_a_batch_answered_in_a_worker_process_gets_the_same_lines(
     assert here[0]["status"] == away[0]["status"] == "completed"
     assert here[0]["request_counts"] == away[0]["request_counts"]
     assert here[0]["usage"] == away[0]["usage"]
-    assert _normalised(here[1]) == _normalised(away[1]) != b""
-    assert _normalised(here[2]) == _normalised(away[2]) != b""
+    assert _normalised(here[1], counters=True) == _normalised(away[1], counters=True) != b""
+    assert _normalised(here[2], counters=True) == _normalised(away[2], counters=True) != b""
+    ids = [m.group(0) for m in re.finditer(_ID, away[1] + away[2])]
+    assert len(ids) == len(set(ids)) > 2 * len(lines)  # every line's ids, all distinct
     # Only the worker's ids carry another prefix: the batch really was answered elsewhere.
     assert _ids._PREFIX.encode() in here[1] and _ids._PREFIX.encode() not in away[1]
     assert list((tmp_path / "away" / "tmp").iterdir()) == []  # no answers file left behind
@@ -316,3 +326,51 @@ def test_a_worker_reads_the_lines_it_answers_at_their_offsets_in_run_order(tmp_p
     assert [row[1] for row in there.executed] == [f"c{i}" for i in order]
     assert [row[1:] for row in there.executed] == [row[1:] for row in here.executed]
     assert (there.completed, there.failed) == (here.completed, here.failed)
+
+
+def test_a_worker_answers_a_file_while_it_checks_it_in_the_batchs_run_order(tmp_path):
+    path = tmp_path / "input.jsonl"
+    lines = mixed_lines(60)
+    path.write_bytes(b"\n\n".join(lines) + b"\n")  # blank lines are skipped, not answered
+    options = {"batch_id": "b", "seed": 1, "embeddings": False, "fail_rate": 0.2,
+               "corrupt_rate": 0.0, "log": True}  # fmt: skip
+    out_path, err_path = tmp_path / "answers.out", tmp_path / "answers.err"
+    errors, model, starts, ends, done = _pool.validate_and_answer(
+        path, "/v1/chat/completions", None, out_path, err_path,
+        most=60, shuffle_seed=7, **options,
+    )  # fmt: skip
+    checked = validate_input(path, "/v1/chat/completions")
+    assert (errors, model) == (checked.errors, checked.model) == ([], "echo-1")
+    assert (starts, ends) == checked.lines.offsets()  # type: ignore[attr-defined]
+    order = run_order(len(lines), 7)
+    assert order != sorted(order)
+    here = answer([lines[i] for i in order], **options)
+    assert done is not None and (done.out_path, done.err_path) == (out_path, err_path)
+    assert _normalised(out_path.read_bytes(), counters=True) == _normalised(here.out, counters=True)
+    assert _normalised(err_path.read_bytes(), counters=True) == _normalised(here.err, counters=True)
+    assert [row[1] for row in done.executed] == [f"c{i}" for i in order]
+    assert (done.completed, done.failed) == (here.completed, here.failed)
+    assert done.completed > 0 and done.failed > 0
+
+
+@pytest.mark.parametrize("broken", ["an invalid line", "more lines than one chunk"])
+def test_a_worker_keeps_no_answers_for_a_file_it_cannot_answer_whole(tmp_path, broken):
+    path = tmp_path / "input.jsonl"
+    lines = mixed_lines(30)
+    if broken == "an invalid line":
+        lines.insert(20, b'{"custom_id": "c0", "url": "/v1/chat/completions"}')  # a duplicate
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    options = {"batch_id": "b", "seed": 1, "embeddings": False, "fail_rate": 0.0,
+               "corrupt_rate": 0.0, "log": False}  # fmt: skip
+    out_path, err_path = tmp_path / "answers.out", tmp_path / "answers.err"
+    most = 10 if broken == "more lines than one chunk" else 100
+    errors, _, starts, ends, done = _pool.validate_and_answer(
+        path, "/v1/chat/completions", None, out_path, err_path,
+        most=most, shuffle_seed=None, **options,
+    )  # fmt: skip
+    checked = validate_input(path, "/v1/chat/completions")
+    assert done is None and not out_path.exists() and not err_path.exists()
+    assert errors == checked.errors  # every line was still checked
+    assert len(starts) == len(ends) == len(lines)
+    if broken == "an invalid line":
+        assert [(e["code"], e["line"]) for e in errors] == [("duplicate_custom_id", 21)]

@@ -11,12 +11,15 @@ themselves, so what a line gets never depends on which path answered it.
 from __future__ import annotations
 
 import hashlib
+import operator
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from . import _ids
@@ -31,6 +34,14 @@ def seed_of(*parts: object) -> int:
     """A 64-bit seed from ``parts`` (the same parts always give the same seed)."""
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def run_order(n: int, shuffle_seed: int | None) -> list[int]:
+    """The order a batch's ``n`` lines run in: file order, or (with a seed) numpy's seeded
+    permutation (a Python shuffle of a million positions costs half a second)."""
+    if shuffle_seed is None:
+        return list(range(n))
+    return np.random.default_rng(shuffle_seed).permutation(n).tolist()
 
 
 def unit(*parts: object) -> float:
@@ -144,8 +155,13 @@ def _echo(texts: list[str], text: str, limit: int | None) -> tuple[str, bytes, i
     return answer, finish, prompt_tokens, completion_tokens
 
 
-def answer(
-    lines: Iterable[bytes],
+def answer(lines: Iterable[bytes], **options: Any) -> Answered:
+    """Answer ``lines`` (validated request lines, in run order): see :func:`answer_requests`."""
+    return answer_requests(map(orjson.loads, lines), **options)
+
+
+def answer_requests(
+    requests: Iterable[Any],
     *,
     batch_id: str,
     seed: int,
@@ -153,20 +169,22 @@ def answer(
     fail_rate: float,
     corrupt_rate: float,
     log: bool,
+    run_order: Callable[[int], Sequence[int]] | None = None,
 ) -> Answered:
-    """Answer ``lines`` (validated request lines, in run order) as the echo engines do.
+    """Answer ``requests`` (validated and parsed, in run order) as the echo engines do.
 
     ``fail_rate`` lines get a seeded 500 (per seed, batch and custom_id); ``corrupt_rate``
     breaks seeded ``json_schema`` answers. With ``log``, ``executed`` gets one row per line.
+    ``run_order(n)``, when given, is the order to put the ``n`` answers in: the requests came
+    in file order (answered as they were checked) and the batch runs in another.
     """
-    out: list[bytes] = []
-    err: list[bytes] = []
+    answers: list[bytes] = []
+    ok = bytearray()  # 1 where answers[i] is an output line, 0 an error line
     prompt = completion = 0
     executed: list[tuple[str, Any, int, str | None]] = []
-    dumps, loads, numpy = orjson.dumps, orjson.loads, orjson.OPT_SERIALIZE_NUMPY
+    dumps, numpy = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
     fast_hex, prefix, counter, now = _ids.fast_hex, _ids.prefix(), _ids.counter(), time.time
-    for raw in lines:
-        req = loads(raw)
+    for req in requests:
         cid = req["custom_id"]
         body = req.get("body")
         text: str | None
@@ -182,7 +200,8 @@ def answer(
             line_id, request_id, created = next(counter), next(counter), int(now())
             fields = (prefix, line_id, dumps(cid), prefix, request_id, prefix, chat, created,
                       dumps(model), dumps(reply), finish, used, made, used + made)  # fmt: skip
-            out.append(_LINE % fields)
+            answers.append(_LINE % fields)
+            ok.append(1)
             prompt += used
             completion += made
             if log:
@@ -200,19 +219,25 @@ def answer(
             "error": None,
         }
         if status == 200:
-            out.append(dumps(line, option=numpy))
+            answers.append(dumps(line, option=numpy))
+            ok.append(1)
             usage = resp["usage"]
             prompt += usage["prompt_tokens"]
             completion += usage.get("completion_tokens", 0)
         else:
-            err.append(dumps(line))
-    out.append(b"")
-    err.append(b"")
+            answers.append(dumps(line))
+            ok.append(0)
+    if run_order is not None:
+        order = run_order(len(answers))
+        answers, ok = [answers[i] for i in order], bytearray(map(ok.__getitem__, order))
+        executed = [executed[i] for i in order] if log else executed
+    out = list(compress(answers, ok))
+    err = list(compress(answers, map(operator.not_, ok)))
     return Answered(
-        out=b"\n".join(out) if len(out) > 1 else b"",
-        err=b"\n".join(err) if len(err) > 1 else b"",
-        completed=len(out) - 1,
-        failed=len(err) - 1,
+        out=b"\n".join([*out, b""]) if out else b"",
+        err=b"\n".join([*err, b""]) if err else b"",
+        completed=len(out),
+        failed=len(err),
         prompt_tokens=prompt,
         completion_tokens=completion,
         executed=executed,

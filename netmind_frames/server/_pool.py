@@ -24,11 +24,12 @@ from array import array
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from ._answer import Answered, answer
-from ._validate import Lines, validate_input
+from ._answer import Answered, answer, answer_requests, run_order
+from ._validate import Checks, Lines, validate_input
 
 _SIZE = struct.Struct("<Q")
 
@@ -46,6 +47,42 @@ def validate_file(
     if isinstance(checked.lines, Lines):
         starts, ends = checked.lines.offsets()
     return checked.errors, checked.model, starts, ends
+
+
+def validate_and_answer(
+    path: Path,
+    endpoint: str,
+    models: frozenset[str] | None,
+    out_path: Path,
+    err_path: Path,
+    *,
+    most: int,
+    shuffle_seed: int | None,
+    **options: Any,
+) -> tuple[list[dict[str, Any]], str | None, array[int], array[int], Answered | None]:
+    """:func:`validate_file`, answering the lines as they are checked: each is parsed once.
+
+    The answers (in run order: ``shuffle_seed`` as the runner draws it) go to ``out_path`` and
+    ``err_path``, as :func:`answer_lines_at` writes them; None instead when the file has an
+    error or more than ``most`` lines (the runner then answers it chunk by chunk).
+    """
+    lines = Lines.of_file(path)
+    checks = Checks(endpoint, models)
+    requests = checks.requests(lines)
+    done = answer_requests(
+        islice(requests, most),
+        run_order=lambda n: run_order(n, shuffle_seed),
+        **options,
+    )
+    extra = sum(1 for _ in requests)  # the rest of the file is checked all the same
+    checked = checks.result(lines)
+    starts, ends = lines.offsets()
+    if checked.errors or extra:
+        return checked.errors, checked.model, starts, ends, None
+    out_path.write_bytes(done.out)
+    err_path.write_bytes(done.err)
+    answered = replace(done, out=b"", err=b"", out_path=out_path, err_path=err_path)
+    return checked.errors, checked.model, starts, ends, answered
 
 
 def answer_lines_at(

@@ -23,15 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
-from ._answer import Answered, answer, seed_of, unit
+from ._answer import Answered, answer, run_order, seed_of, unit
 from ._engine import last_user_text
 from ._envelope import error_body
 from ._hooks import ExecutionLog
 from ._ids import fast_hex
-from ._pool import Pool, WorkerLost, answer_blob, answer_lines_at, validate_file
+from ._pool import Pool, WorkerLost, answer_blob, answer_lines_at, validate_and_answer
 from ._store import Store
 from ._upstream import Stopped, Upstream
 from ._validate import Lines, Validated, validate_input
@@ -290,13 +289,7 @@ class Runner:
         return _Input(self.store.data_path(file_id), endpoint, seed, shuffle, remote)
 
     def _remember(self, batch_id: str, lines: Sequence[bytes], found: _Input) -> _Job:
-        if found.shuffle:
-            # numpy's permutation: a Python shuffle of a million positions costs the event
-            # loop's thread half a second.
-            rng = np.random.default_rng(seed_of(found.seed, batch_id))
-            order = rng.permutation(len(lines)).tolist()
-        else:
-            order = list(range(len(lines)))
+        order = run_order(len(lines), _shuffle_seed(found, batch_id))
         job = _Job(lines=lines, order=order, remote=found.remote, path=found.path)
         self._jobs[batch_id] = job
         return job
@@ -306,15 +299,32 @@ class Runner:
         if found is None:
             return _HOT
         if found.remote:
+            # A worker checks the file and answers it on the way (each line parsed once); the
+            # answers are kept if the file is valid, fits one chunk and the batch still runs.
             assert self._pool is not None
+            out_path = self.store.new_tmp_path(".out")
+            err_path = self.store.new_tmp_path(".err")
             future = self._pool.submit(
-                validate_file, found.path, found.endpoint, self.model_allowlist
+                validate_and_answer,
+                found.path,
+                found.endpoint,
+                self.model_allowlist,
+                out_path,
+                err_path,
+                most=PROCESS_CHUNK,
+                shuffle_seed=_shuffle_seed(found, batch_id),
+                **self._options(batch_id),
             )
 
-            def then(result: tuple[list[dict[str, Any]], str | None, Any, Any]) -> int:
-                errors, model, starts, ends = result
+            def then(result: tuple[Any, str | None, Any, Any, Answered | None]) -> int:
+                errors, model, starts, ends, answered = result
                 lines = [] if errors else Lines.of_offsets(found.path, starts, ends)
-                return self._validated(batch_id, Validated(lines, model, errors), found)
+                self._validated(batch_id, Validated(lines, model, errors), found)
+                if answered is not None and batch_id in self._jobs and self._runs(batch_id):
+                    return self._record(batch_id, answered, len(lines))
+                out_path.unlink(missing_ok=True)
+                err_path.unlink(missing_ok=True)
+                return _HOT
 
             return self._park(batch_id, future, then)
         checked = validate_input(found.path, found.endpoint, self.model_allowlist)
@@ -344,12 +354,12 @@ class Runner:
         self._remember(batch_id, checked.lines, found)
         return _HOT
 
-    def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> int:
-        """Answer ``job.order[start:stop]`` here or in a worker; return the loop's next pace."""
+    def _options(self, batch_id: str) -> dict[str, Any]:
+        """How the echo answers this batch's lines (see ``answer_requests``)."""
         with self.store.lock:
             rec = self.store.batch_record(batch_id)
             seed, is_embeddings = rec.seed, rec.obj["endpoint"] == "/v1/embeddings"
-        options: dict[str, Any] = {
+        return {
             "batch_id": batch_id,
             "seed": seed,
             "embeddings": is_embeddings,
@@ -357,6 +367,17 @@ class Runner:
             "corrupt_rate": self.corrupt_rate,
             "log": self.log is not None,
         }
+
+    def _runs(self, batch_id: str) -> bool:
+        """Whether the batch is in progress and before its deadline."""
+        with self.store.lock:
+            rec = self.store.batch_record(batch_id)
+            status, deadline = rec.obj["status"], rec.deadline
+        return status == "in_progress" and (deadline is None or time.time() < deadline)
+
+    def _run(self, batch_id: str, job: _Job, start: int, stop: int) -> int:
+        """Answer ``job.order[start:stop]`` here or in a worker; return the loop's next pace."""
+        options = self._options(batch_id)
         if job.remote:
             assert self._pool is not None
             positions = job.order[start:stop]
@@ -526,3 +547,8 @@ def _failed_line(custom_id: Any) -> bytes:
         "error": None,
     }
     return orjson.dumps(line) + b"\n"
+
+
+def _shuffle_seed(found: _Input, batch_id: str) -> int | None:
+    """The seed of the batch's run order, or None: its lines run in file order."""
+    return seed_of(found.seed, batch_id) if found.shuffle else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import mmap
 from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
@@ -130,73 +130,89 @@ def validate_input(
     """Check every line of ``data`` (bytes, or a file read through a memory map); with
     ``models``, a line naming another model is an error."""
     lines = Lines.of_file(data) if isinstance(data, Path) else Lines(data)
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    checks = Checks(endpoint, models)
+    for _ in checks.requests(lines):
+        pass
+    return checks.result(lines)
+
+
+@dataclass
+class Checks:
+    """The checks of one input file, line by line: its errors and its model so far."""
+
+    endpoint: str
+    models: frozenset[str] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
-    buffer, loads, keep = lines.buffer, orjson.loads, lines.keep
-    # Lines are read through a memoryview (no copy) and blank ones told apart by their first
-    # byte: this loop runs once per request of files with millions of them.
-    view = memoryview(buffer)
-    for number, start, end in lines.numbered():
-        if start == end or (buffer[start] in _BLANK and not buffer[start:end].strip()):
-            continue
-        if len(errors) >= MAX_ERRORS:
-            break
-        keep(start, end)
+
+    def requests(self, lines: Lines) -> Iterator[dict[str, Any]]:
+        """Check every line of ``lines`` (keeping the non-blank ones); yield each parsed
+        request, in file order, as long as no line has failed (so they can be answered on
+        the way, and the file is parsed once)."""
+        errors, endpoint, models = self.errors, self.endpoint, self.models
+        seen: set[str] = set()
+        buffer, loads, keep = lines.buffer, orjson.loads, lines.keep
+        # Lines are read through a memoryview (no copy) and blank ones told apart by their
+        # first byte: this loop runs once per request of files with millions of them.
+        view = memoryview(buffer)
         try:
-            req = loads(view[start:end])
-        except orjson.JSONDecodeError:
-            req = None
-        if not isinstance(req, dict):
-            errors.append(
-                _error("invalid_json_line", "This line is not parseable as valid JSON.", number)
-            )
-            continue
-        cid = req.get("custom_id")
-        if not isinstance(cid, str) or not cid:
-            errors.append(_error("missing_custom_id", "This line has no custom_id.", number))
-        elif cid in seen:
-            errors.append(
-                _error(
-                    "duplicate_custom_id", "The custom_id for this request is a duplicate.", number
-                )
-            )
-        else:
-            seen.add(cid)
-        if req.get("method", "POST") != "POST":
-            errors.append(_error("invalid_method", "Only the POST method is supported.", number))
-        if req.get("url") != endpoint:
-            errors.append(
-                _error(
-                    "url_mismatch",
-                    f"The url for this request does not match the batch endpoint {endpoint}.",
-                    number,
-                )
-            )
-        body = req.get("body")
-        line_model = body.get("model") if isinstance(body, dict) else None
-        if models is not None and line_model not in models:
-            errors.append(
-                _error(
-                    "model_not_found",
-                    f"The provided model {line_model!r} is not supported by the Batch API.",
-                    number,
-                    "body.model",
-                )
-            )
-        if isinstance(line_model, str):
-            if model is None:
-                model = line_model
-            elif line_model != model:
-                errors.append(
-                    _error(
-                        "model_mismatch",
-                        f"All requests must use the same model; this line uses {line_model!r}, "
-                        f"earlier lines {model!r}.",
-                        number,
+            for number, start, end in lines.numbered():
+                if start == end or (buffer[start] in _BLANK and not buffer[start:end].strip()):
+                    continue
+                if len(errors) >= MAX_ERRORS:
+                    break
+                keep(start, end)
+                try:
+                    req = loads(view[start:end])
+                except orjson.JSONDecodeError:
+                    req = None
+                if not isinstance(req, dict):
+                    message = "This line is not parseable as valid JSON."
+                    errors.append(_error("invalid_json_line", message, number))
+                    continue
+                cid = req.get("custom_id")
+                if not isinstance(cid, str) or not cid:
+                    errors.append(
+                        _error("missing_custom_id", "This line has no custom_id.", number)
                     )
-                )
-    view.release()
-    if not lines:
-        errors.append(_error("empty_file", "The input file contains no requests.", None))
-    return Validated(lines=lines if not errors else [], model=model, errors=errors)
+                elif cid in seen:
+                    message = "The custom_id for this request is a duplicate."
+                    errors.append(_error("duplicate_custom_id", message, number))
+                else:
+                    seen.add(cid)
+                if req.get("method", "POST") != "POST":
+                    message = "Only the POST method is supported."
+                    errors.append(_error("invalid_method", message, number))
+                if req.get("url") != endpoint:
+                    message = (
+                        f"The url for this request does not match the batch endpoint {endpoint}."
+                    )
+                    errors.append(_error("url_mismatch", message, number))
+                body = req.get("body")
+                line_model = body.get("model") if isinstance(body, dict) else None
+                if models is not None and line_model not in models:
+                    message = (
+                        f"The provided model {line_model!r} is not supported by the Batch API."
+                    )
+                    errors.append(_error("model_not_found", message, number, "body.model"))
+                if isinstance(line_model, str):
+                    if self.model is None:
+                        self.model = line_model
+                    elif line_model != self.model:
+                        message = (
+                            f"All requests must use the same model; this line uses "
+                            f"{line_model!r}, earlier lines {self.model!r}."
+                        )
+                        errors.append(_error("model_mismatch", message, number))
+                if not errors:
+                    yield req
+        finally:
+            view.release()
+
+    def result(self, lines: Lines) -> Validated:
+        """What the checks found, once :meth:`requests` has gone through ``lines``."""
+        if not lines:
+            self.errors.append(_error("empty_file", "The input file contains no requests.", None))
+        return Validated(
+            lines=lines if not self.errors else [], model=self.model, errors=self.errors
+        )
