@@ -148,7 +148,7 @@ def _fast_allocator() -> None:
 
     Arrow's default, mimalloc, hands freed memory back to the OS within milliseconds, so each
     window of a job faults its memory in (and the kernel zeroes it) again: on the 1M-row
-    benchmark jemalloc, which keeps it a second, saves ~0.7 CPU-s of the client's ~8. Arrow
+    benchmark jemalloc, which keeps it a second, saves ~0.5 CPU-s of the client's ~7.5. Arrow
     reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when pyarrow is imported, so this runs before
     any command imports it; a value the user set is kept. Only the console script does this:
     a program that calls :func:`main` or the Python API keeps its allocator.

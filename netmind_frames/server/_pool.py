@@ -24,29 +24,19 @@ from array import array
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
 from ._answer import Answered, answer, answer_requests, run_order
-from ._validate import Checks, Lines, validate_input
+from ._validate import Checks, Lines
 
 _SIZE = struct.Struct("<Q")
 
 
 class WorkerLost(Exception):
     """A worker process could not be started or ended mid-call (not an error of the work)."""
-
-
-def validate_file(
-    path: Path, endpoint: str, models: frozenset[str] | None
-) -> tuple[list[dict[str, Any]], str | None, array[int], array[int]]:
-    """Validate the input file at ``path``: ``(errors, model, line starts, line ends)``."""
-    checked = validate_input(path, endpoint, models)
-    starts, ends = array("q"), array("q")
-    if isinstance(checked.lines, Lines):
-        starts, ends = checked.lines.offsets()
-    return checked.errors, checked.model, starts, ends
 
 
 def validate_and_answer(
@@ -60,7 +50,8 @@ def validate_and_answer(
     shuffle_seed: int | None,
     **options: Any,
 ) -> tuple[list[dict[str, Any]], str | None, array[int], array[int], Answered | None]:
-    """:func:`validate_file`, answering the lines as they are checked: each is parsed once.
+    """Validate the input file at ``path`` and answer its lines as they are checked, so each
+    is parsed once: ``(errors, model, line starts, line ends, answered)``.
 
     The answers (in run order: ``shuffle_seed`` as the runner draws it) go to ``out_path`` and
     ``err_path``, as :func:`answer_lines_at` writes them; None instead when the file has an
@@ -71,7 +62,7 @@ def validate_and_answer(
     requests = checks.requests(lines)
     done = answer_requests(
         islice(requests, most),
-        run_order=lambda n: run_order(n, shuffle_seed),
+        run_order=partial(run_order, shuffle_seed=shuffle_seed),
         **options,
     )
     extra = sum(1 for _ in requests)  # the rest of the file is checked all the same
