@@ -279,7 +279,7 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
         help="a JSON Schema file: structured answers parsed into one typed column per field",
     )
     p.add_argument("--system", help="a system message put before every prompt")
-    p.add_argument("--max-tokens", type=int, help="max_tokens of every request")
+    p.add_argument("--max-tokens", type=_positive, help="max_tokens of every request")
     p.add_argument("--temperature", type=float, help="temperature of every request")
     _add_batch_options(p)
 
@@ -1042,9 +1042,12 @@ def _size(n: int) -> str:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # argparse would name this function instead of saying what is wrong
     if value < 1:
-        raise argparse.ArgumentTypeError("must be a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
     return value
 
 

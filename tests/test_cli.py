@@ -97,6 +97,17 @@ def test_usage_errors_exit_2(capsys):
     assert main([]) == EXIT_USAGE
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "five"])
+def test_a_bad_count_is_named_by_its_flag_before_anything_runs(value, tmp_path, capsys):
+    args = ["complete", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--local"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--prompt", "{t}", "--model", "m", "--max-tokens", value])
+    assert info.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"argument --max-tokens: must be a whole number >= 1, not '{value}'" in err
+    assert "_positive" not in err and "max_tokens" not in err
+
+
 @pytest.mark.parametrize(
     "command", ["complete", "submit", "status", "wait", "result", "cancel", "list", "serve"]
 )
