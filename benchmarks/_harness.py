@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import netmind_frames
+
 #: The API key the benchmarks' servers accept (and their clients send).
 KEY = "bench"
 
@@ -41,8 +43,6 @@ def _compile_package() -> None:
     """Compile the package's bytecode, as pip does when it installs a wheel: a checkout run
     with ``PYTHONDONTWRITEBYTECODE`` set would compile every module on every start (~50 ms
     of each CLI run, not what a user's installed package costs)."""
-    import netmind_frames
-
     compileall.compile_dir(Path(netmind_frames.__file__).parent, quiet=1)
 
 

@@ -638,11 +638,11 @@ class BatchJob:
         """A chunk's saved results; with ``columns``, only those of them it has (the answers
         are most of the bytes, and checks such as retries and the summary need none)."""
         path = self._result_path(number)
-        if columns is not None:
-            with pa.OSFile(str(path)) as file:
-                names = pa.ipc.open_file(file).schema.names
-            columns = [name for name in columns if name in names]
-        return feather.read_table(path, columns=columns, memory_map=False)
+        if columns is None:
+            return feather.read_table(path, memory_map=False)
+        # Mapped, not read: the columns left out are never touched.
+        table = feather.read_table(path, memory_map=True)
+        return table.select([name for name in columns if name in table.column_names])
 
     def _retry_rows(self, deadline: float | None) -> None:
         """Send rows that failed for a retryable reason again, round after round."""

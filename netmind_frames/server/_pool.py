@@ -70,10 +70,7 @@ def validate_and_answer(
     starts, ends = lines.offsets()
     if checked.errors or extra:
         return checked.errors, checked.model, starts, ends, None
-    out_path.write_bytes(done.out)
-    err_path.write_bytes(done.err)
-    answered = replace(done, out=b"", err=b"", out_path=out_path, err_path=err_path)
-    return checked.errors, checked.model, starts, ends, answered
+    return checked.errors, checked.model, starts, ends, _written(done, out_path, err_path)
 
 
 def answer_lines_at(
@@ -91,6 +88,11 @@ def answer_lines_at(
     then a fifth to the batch's file in the server process, whose GIL serves the transfers.
     """
     done = answer(Lines.of_offsets(path, starts, ends), **options)
+    return _written(done, out_path, err_path)
+
+
+def _written(done: Answered, out_path: Path, err_path: Path) -> Answered:
+    """``done`` with its output and error lines written to these files instead of held."""
     out_path.write_bytes(done.out)
     err_path.write_bytes(done.err)
     return replace(done, out=b"", err=b"", out_path=out_path, err_path=err_path)
